@@ -1,0 +1,3 @@
+"""pytest-lava: run LAVA jobs on boards from pytest."""
+
+__version__ = "0.1.0"
