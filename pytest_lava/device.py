@@ -1,0 +1,96 @@
+"""The device model: one board, with the defaults of its device type applied.
+
+Loading (YAML and the old dispatcher's INI layout) lives in ``devices.py``; this module only
+defines what a loaded device is, so every other module can depend on it cheaply.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DEATH_STRINGS = (
+    "Kernel panic",
+    "Unable to handle kernel",
+    "Internal error: Oops",
+    "---[ end trace",
+    "BUG: soft lockup",
+)
+
+
+@dataclass
+class Device:
+    """A board as the harness sees it. Every field has a sensible default so a device file
+    can be three lines long; the device type fills in the rest."""
+
+    name: str  # the board's hostname (`target` in a job)
+    device_type: str
+    source: str = ""  # the file(s) it was read from, for error messages
+    board_type: str = "master"  # master | qemu | fastmodel | android (old: client_type)
+    tags: list[str] = field(default_factory=list)
+
+    # console: exactly one of connection (pyserial URL) / connection_command (run on a pty);
+    # board types that start their own process (qemu) leave both empty.
+    connection: str | None = None
+    connection_command: str | None = None
+    char_delay_ms: float = 0.0  # per-character delay for slow UARTs
+
+    # power: plain commands, split with shlex and run as argv (never through a shell)
+    hard_reset_command: str | None = None
+    power_off_command: str | None = None
+    power_on_command: str | None = None
+    soft_boot_cmd: str = "reboot"
+    power_timeout: float = 30.0
+    power_retries: int = 2
+
+    # prompts (regular expressions)
+    master_str: str = r"root@master"
+    tester_str: str = r"root@linaro"
+    login_prompt: str | None = None
+    username: str | None = None
+    password: str | None = None
+    image_boot_msg: str = r"Linux version"
+
+    # bootloader
+    interrupt_boot_prompt: str = r"Hit any key to stop autoboot"
+    interrupt_boot_command: str = " "
+    bootloader_prompt: str = r"=> "
+    boot_cmds: list[str] = field(default_factory=list)
+    boot_cmds_android: list[str] = field(default_factory=list)
+
+    # storage and network
+    partitions: dict[str, str] = field(default_factory=dict)  # label -> device node on the master
+    host_address: str = "10.0.2.2"  # the dispatcher host as seen from the board (LAVA_SERVER_IP)
+    tester_hostname: str = "linaro"
+
+    # health and timing
+    death_strings: list[str] = field(default_factory=lambda: list(DEFAULT_DEATH_STRINGS))
+    boot_retries: int = 3
+    boot_linaro_timeout: float = 300.0
+    health_failure_threshold: int = 3
+    timeouts: dict[str, float] = field(default_factory=dict)  # named step timeouts
+
+    # qemu / simulator board types
+    qemu_binary: str = "qemu-system-x86_64"
+    qemu_machine_type: str = "pc"
+    qemu_memory: str = "512"
+    qemu_options: list[str] = field(default_factory=list)
+
+    # android
+    adb_address: str | None = None
+    android_binary_drivers: str | None = None
+
+    # every other key from the files, kept for board types and third-party actions
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def argv(self, command: str | None) -> list[str] | None:
+        """A device command as argv (shlex-split, no shell)."""
+        return shlex.split(command) if command else None
+
+    def timeout(self, name: str, default: float) -> float:
+        return float(self.timeouts.get(name, default))
+
+    @property
+    def source_path(self) -> Path:
+        return Path(self.source.split(",")[0]) if self.source else Path(".")
