@@ -1,0 +1,515 @@
+"""The console engine: one reader thread per connection, a bounded buffer, expect, death strings.
+
+The reader thread appends every byte to a bounded ``bytearray`` that carries absolute stream
+offsets, feeds the board log (timestamped, batched) and wakes waiters. ``expect()`` searches only
+the data after the last match (or :meth:`Console.mark`), incrementally: each wake-up scans the new
+bytes plus an overlap of ``window`` bytes, so a marker split across chunks still matches and the
+cost stays linear in the stream. Bytes that arrive between two ``expect()`` calls are never lost.
+
+Death strings (``Kernel panic``…) are searched in the same new data and raise
+:class:`ConsoleDeath` at once, whatever is being waited for. ``inactivity=`` fails a wait when the
+board has been silent for that long.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .connections import Connection, ConnectionLost
+from .consolelog import ConsoleLog
+from .deadline import Deadline, DeadlineExceeded
+from .device import DEFAULT_DEATH_STRINGS
+from .errors import InfrastructureError
+
+PatternLike = str | bytes | re.Pattern[str] | re.Pattern[bytes]
+Patterns = PatternLike | Sequence[PatternLike]
+
+__all__ = [
+    "DEFAULT_DEATH_STRINGS",
+    "Console",
+    "ConsoleClosed",
+    "ConsoleDeath",
+    "ConsoleInactivity",
+    "ConsoleMatch",
+    "ConsoleTimeout",
+]
+
+_ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
+_REGEX_META = frozenset("\\.^$*+?{}[]|()")
+
+
+class ConsoleTimeout(DeadlineExceeded):
+    """Nothing matched before the deadline; the message carries the last console lines and log path."""
+
+
+class ConsoleInactivity(ConsoleTimeout):
+    """The board was silent for longer than the step allows."""
+
+
+class ConsoleDeath(InfrastructureError):
+    """A death string (kernel panic, oops…) appeared on the console."""
+
+    def __init__(self, message: str, *, death_string: str = "", details: str = "") -> None:
+        super().__init__(message, details=details)
+        self.death_string = death_string
+
+
+class ConsoleClosed(InfrastructureError):
+    """The console was closed (by the job watchdog, or the connection could not be re-established)."""
+
+
+def clean_text(data: bytes | str) -> str:
+    """Console bytes as readable text: UTF-8 with replacement, no CR, no ANSI escapes."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = text.replace("\r\n", "\n").replace("\r", "")
+    return _ANSI.sub("", text)
+
+
+class TextMatch:
+    """A ``re.Match`` over console bytes whose groups read as ``str`` (UTF-8, replacement)."""
+
+    def __init__(self, raw: re.Match[bytes] | None, text: bytes) -> None:
+        self.raw = raw
+        self._text = text
+
+    def group(self, *args: int | str) -> Any:
+        if self.raw is None:
+            return self._text.decode("utf-8", "replace") if not args or args == (0,) else None
+        value = self.raw.group(*args)
+        if isinstance(value, tuple):
+            return tuple(v.decode("utf-8", "replace") if v is not None else None for v in value)
+        return value.decode("utf-8", "replace") if value is not None else None
+
+    def __getitem__(self, key: int | str) -> str | None:
+        return self.group(key)
+
+    def groups(self, default: str | None = None) -> tuple[str | None, ...]:
+        if self.raw is None:
+            return ()
+        return tuple(g.decode("utf-8", "replace") if g is not None else default for g in self.raw.groups())
+
+    def groupdict(self, default: str | None = None) -> dict[str, str | None]:
+        if self.raw is None:
+            return {}
+        return {
+            k: v.decode("utf-8", "replace") if v is not None else default for k, v in self.raw.groupdict().items()
+        }
+
+
+@dataclass
+class ConsoleMatch:
+    """What :meth:`Console.expect` found: which pattern, the match, and the text before it."""
+
+    index: int
+    match: TextMatch
+    before: str
+    start: int  # absolute stream offsets of the match
+    end: int
+    pattern: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.match.group(0)
+
+    def group(self, *args: int | str) -> Any:
+        return self.match.group(*args)
+
+
+@dataclass
+class _Matcher:
+    """One compiled pattern: a literal (searched with ``bytes.find``) or a bytes regex."""
+
+    source: str
+    literal: bytes | None = None
+    regex: re.Pattern[bytes] | None = None
+
+    @classmethod
+    def of(cls, pattern: PatternLike) -> _Matcher:
+        if isinstance(pattern, re.Pattern):
+            src = pattern.pattern
+            flags = pattern.flags & ~re.UNICODE
+            bsrc = src.encode("utf-8") if isinstance(src, str) else src
+            return cls(repr(pattern.pattern), regex=re.compile(bsrc, flags))
+        bsrc = pattern.encode("utf-8") if isinstance(pattern, str) else pattern
+        shown = pattern if isinstance(pattern, str) else pattern.decode("utf-8", "replace")
+        if not any(chr(c) in _REGEX_META for c in bsrc):
+            return cls(repr(shown), literal=bsrc)
+        return cls(repr(shown), regex=re.compile(bsrc))
+
+    def search(self, data: bytes) -> tuple[int, int, re.Match[bytes] | None] | None:
+        if self.literal is not None:
+            i = data.find(self.literal)
+            return None if i < 0 else (i, i + len(self.literal), None)
+        assert self.regex is not None
+        m = self.regex.search(data)
+        return None if m is None else (m.start(), m.end(), m)
+
+
+def _as_list(patterns: Patterns) -> list[PatternLike]:
+    if isinstance(patterns, str | bytes | re.Pattern):
+        return [patterns]
+    return list(patterns)
+
+
+@dataclass
+class _Stats:
+    bytes_read: int = 0
+    reconnects: int = 0
+    chunks: int = 0
+    trimmed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Console:
+    """Drives one board console. Starts one background reader thread."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        name: str = "console",
+        log: ConsoleLog | None = None,
+        death_strings: Sequence[str] = DEFAULT_DEATH_STRINGS,
+        char_delay: float = 0.0,
+        window: int = 4096,
+        capacity: int = 8 * 1024 * 1024,
+        read_size: int = 256 * 1024,
+        newline: str = "\n",
+        reconnect_timeout: float = 30.0,
+        deadline: Deadline | None = None,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.connection = connection
+        self.name = name
+        self.log = log if log is not None else ConsoleLog(None, board=name)
+        self.death_strings = tuple(death_strings)
+        self.char_delay = char_delay
+        self.window = max(64, window)
+        self.capacity = max(capacity, 4 * self.window)
+        self.read_size = read_size
+        self.newline = newline
+        self.reconnect_timeout = reconnect_timeout
+        self.deadline = deadline  # parent of reconnect deadlines (the job), if any
+        self.poll_interval = poll_interval
+        self.stats = _Stats()
+        self._cond = threading.Condition(threading.Lock())
+        self._buf = bytearray()
+        self._base = 0  # absolute offset of _buf[0]
+        self._pos = 0  # absolute offset where the next expect starts
+        self._last_rx = time.monotonic()
+        self._error: InfrastructureError | None = None
+        self._closed = False
+        self._close_reason = ""
+        self._death_cache: dict[tuple[str, ...], list[bytes]] = {}
+        self._reader = threading.Thread(target=self._read_loop, name=f"console-reader:{name}", daemon=True)
+        self._reader.start()
+
+    # -- reader thread ---------------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        conn, log, cond, buf = self.connection, self.log, self._cond, self._buf
+        read_size, poll = self.read_size, self.poll_interval
+        while not self._closed:
+            try:
+                data = conn.read(read_size, poll)
+            except ConnectionLost as exc:
+                if self._closed or not self._reconnect(exc):
+                    break
+                continue
+            except Exception as exc:  # any other failure ends the console, visibly
+                self._fail(ConsoleClosed(f"{self.name}: console reader failed: {exc!r}"))
+                break
+            if not data:
+                log.flush()
+                continue
+            log.feed(data)
+            with cond:
+                buf += data
+                self._last_rx = time.monotonic()
+                self.stats.bytes_read += len(data)
+                self.stats.chunks += 1
+                if len(buf) > self.capacity:
+                    drop = len(buf) - self.capacity // 2
+                    del buf[:drop]
+                    self._base += drop
+                    self.stats.trimmed += drop
+                cond.notify_all()
+        log.flush()
+
+    def _reconnect(self, exc: ConnectionLost) -> bool:
+        self.log.event(f"console connection lost: {exc}; reconnecting (up to {self.reconnect_timeout:g} s)")
+        node = Deadline(self.reconnect_timeout, f"{self.name}/reconnect", self.deadline)
+        try:
+            self.connection.reconnect(node)
+        except Exception as exc2:
+            if self._closed:
+                return False
+            self.log.event(f"console reconnect failed after {node.elapsed:.1f} s: {exc2}")
+            self._fail(ConsoleClosed(f"{self.name}: console connection lost ({exc}) and reconnect failed: {exc2}"))
+            return False
+        self.stats.reconnects += 1
+        self.log.event(f"console reconnected after {node.elapsed:.2f} s (bytes sent meanwhile may be lost)")
+        return True
+
+    def _fail(self, error: InfrastructureError) -> None:
+        with self._cond:
+            self._error = error
+            self.stats.errors.append(str(error))
+            self._cond.notify_all()
+
+    # -- expect ------------------------------------------------------------------------------------
+    def _death_needles(self, strings: tuple[str, ...]) -> list[bytes]:
+        needles = self._death_cache.get(strings)
+        if needles is None:
+            needles = self._death_cache[strings] = [s.encode("utf-8") for s in strings if s]
+        return needles
+
+    def expect(
+        self,
+        patterns: Patterns,
+        deadline: Deadline | float | None,
+        *,
+        inactivity: float | None = None,
+        death_strings: Sequence[str] | None = None,
+    ) -> ConsoleMatch:
+        """Wait for the first of ``patterns`` after the last match/mark.
+
+        ``patterns``: a str regex (a plain string without regex metacharacters is searched as a
+        literal), bytes, a compiled pattern, or a list of them; the earliest match wins, ties go to
+        the first pattern. A match may span at most ``window`` bytes.
+        ``deadline``: a :class:`Deadline` (a child node ``expect …`` is made of it) or seconds.
+        Raises :class:`ConsoleTimeout`, :class:`ConsoleInactivity`, :class:`ConsoleDeath`,
+        :class:`ConsoleClosed`.
+        """
+        matchers = [_Matcher.of(p) for p in _as_list(patterns)]
+        if not matchers:
+            raise ValueError("expect() needs at least one pattern")
+        desc = matchers[0].source if len(matchers) == 1 else "[" + ", ".join(m.source for m in matchers) + "]"
+        node = Deadline.coerce(deadline, f"expect {desc}")
+        deaths = self._death_needles(tuple(self.death_strings if death_strings is None else death_strings))
+        overlap = self.window
+        cond = self._cond
+        started = time.monotonic()
+        with cond:
+            scanned = self._pos
+        while True:
+            with cond:
+                end = self._base + len(self._buf)
+                region_start = max(self._base, self._pos, scanned - overlap)
+                chunk = bytes(self._buf[region_start - self._base :]) if end > scanned else None
+                error, closed = self._error, self._closed
+            if chunk is not None:
+                found = self._search(chunk, matchers, deaths)
+                if found is not None:
+                    return self._found(found, region_start, chunk, matchers, node, desc)
+                scanned = end
+            if closed:
+                raise ConsoleClosed(
+                    f"{node.path}: console {self.name} closed while waiting for {desc}"
+                    f"{': ' + self._close_reason if self._close_reason else ''}",
+                    details=self._context(),
+                )
+            if error is not None:
+                raise ConsoleClosed(f"{node.path}: {error.message}", details=self._context())
+            now = time.monotonic()
+            remaining = node.remaining()
+            if remaining <= 0:
+                raise self._timeout(node, desc)
+            wait = remaining
+            if inactivity is not None:
+                silent = now - max(self._last_rx, started)
+                if silent >= inactivity:
+                    raise ConsoleInactivity(
+                        f"{node.path}: board silent for {silent:.1f} s (inactivity limit {inactivity:g} s)"
+                        f" while waiting for {desc} on {self.name}",
+                        path=node.path,
+                        details=self._context(),
+                    )
+                wait = min(wait, inactivity - silent + 0.001)
+            with cond:
+                if self._base + len(self._buf) == end and not self._closed and self._error is None:
+                    cond.wait(wait)
+
+    @staticmethod
+    def _search(
+        chunk: bytes, matchers: list[_Matcher], deaths: list[bytes]
+    ) -> tuple[int, int, int, re.Match[bytes] | None] | None:
+        """Earliest hit in ``chunk``: (index, start, end, match); index -1 means a death string."""
+        best: tuple[int, int, int, re.Match[bytes] | None] | None = None
+        for i, m in enumerate(matchers):
+            hit = m.search(chunk)
+            if hit is not None and (best is None or hit[0] < best[1]):
+                best = (i, hit[0], hit[1], hit[2])
+        for j, needle in enumerate(deaths):
+            k = chunk.find(needle)
+            if k >= 0 and (best is None or k < best[1]):  # a tie goes to the pattern
+                best = (-1 - j, k, k + len(needle), None)
+        return best
+
+    def _found(
+        self,
+        found: tuple[int, int, int, re.Match[bytes] | None],
+        region_start: int,
+        chunk: bytes,
+        matchers: list[_Matcher],
+        node: Deadline,
+        desc: str,
+    ) -> ConsoleMatch:
+        index, s, e, raw = found
+        abs_start, abs_end = region_start + s, region_start + e
+        if index < 0:
+            self._die(node, desc, abs_start, abs_end, chunk[s:e].decode("utf-8", "replace"))
+        with self._cond:
+            lo = max(self._pos, self._base)
+            before = bytes(self._buf[lo - self._base : max(lo, abs_start) - self._base])
+            self._pos = abs_end
+        return ConsoleMatch(
+            index=index,
+            match=TextMatch(raw, chunk[s:e]),
+            before=before.decode("utf-8", "replace"),
+            start=abs_start,
+            end=abs_end,
+            pattern=matchers[index].source,
+        )
+
+    def _die(self, node: Deadline, desc: str, abs_start: int, abs_end: int, death: str) -> None:
+        # give the board a moment to print the rest of the oops/panic, for the message
+        gather_until = time.monotonic() + min(0.3, node.remaining())
+        with self._cond:
+            while time.monotonic() < gather_until and not self._closed:
+                tail = self._buf[abs_end - self._base :] if abs_end >= self._base else b""
+                if tail.count(b"\n") >= 12:
+                    break
+                self._cond.wait(gather_until - time.monotonic())
+            lo = max(self._base, abs_start - 2048)
+            around = bytes(self._buf[lo - self._base : min(len(self._buf), abs_end - self._base + 4096)])
+            self._pos = max(self._pos, abs_end)
+        lines = clean_text(around).splitlines()
+        # the line holding the death string, with a few before and the ones after
+        idx = next((i for i, line in enumerate(lines) if death in line), len(lines) - 1)
+        excerpt = "\n".join(lines[max(0, idx - 8) : idx + 13])
+        first = lines[idx].strip() if lines else death
+        raise ConsoleDeath(
+            f"{node.path}: {death!r} on console {self.name} while waiting for {desc}: {first}",
+            death_string=death,
+            details=f"console around it:\n{excerpt}\nconsole log: {self.log.path}",
+        )
+
+    def _timeout(self, node: Deadline, desc: str) -> ConsoleTimeout:
+        base = node.exceeded(f"waiting for {desc} on {self.name}")
+        return ConsoleTimeout(base.message, path=node.path, details=self._context())
+
+    def _context(self, lines: int = 20) -> str:
+        self.log.flush()
+        return f"last console lines:\n{self.tail(lines)}\nconsole log: {self.log.path}"
+
+    # -- positions, tail ----------------------------------------------------------------------------
+    def mark(self) -> int:
+        """Forget everything received so far: the next expect() only sees bytes that come later.
+        Returns the absolute stream position."""
+        with self._cond:
+            self._pos = self._base + len(self._buf)
+            return self._pos
+
+    @property
+    def position(self) -> int:
+        """Where the next expect() starts (absolute stream offset)."""
+        return self._pos
+
+    @property
+    def received(self) -> int:
+        """Total bytes received so far."""
+        return self._base + len(self._buf)
+
+    def text_since(self, offset: int) -> str:
+        """Console text from absolute ``offset`` (as far as the buffer still holds it)."""
+        with self._cond:
+            lo = max(offset, self._base)
+            data = bytes(self._buf[lo - self._base :])
+        return clean_text(data)
+
+    def tail(self, lines: int = 20) -> str:
+        with self._cond:
+            data = bytes(self._buf[-max(4096, lines * 200) :])
+        return "\n".join(clean_text(data).splitlines()[-lines:])
+
+    @property
+    def silent_for(self) -> float:
+        return time.monotonic() - self._last_rx
+
+    # -- sending -------------------------------------------------------------------------------------
+    def send(self, text: str | bytes, deadline: Deadline | float | None = None) -> None:
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        node = Deadline.coerce(deadline if deadline is not None else 30.0, "send")
+        if self._closed:
+            raise ConsoleClosed(f"{self.name}: console closed{': ' + self._close_reason if self._close_reason else ''}")
+        if self.char_delay <= 0:
+            self._write(data, node)
+            return
+        for i in range(len(data)):
+            self._write(data[i : i + 1], node)
+            node.sleep(self.char_delay)
+
+    def _write(self, data: bytes, node: Deadline) -> None:
+        remaining = node.remaining()
+        if remaining <= 0:
+            raise node.exceeded(f"sending to {self.name}")
+        try:
+            self.connection.write(data, min(remaining, 3600.0))
+        except ConnectionLost as exc:
+            # the reader reconnects; try once more when it did
+            if self._wait_reconnect(node):
+                self.connection.write(data, min(node.remaining(), 3600.0))
+            else:
+                raise ConsoleClosed(f"{node.path}: {exc}") from exc
+
+    def _wait_reconnect(self, node: Deadline) -> bool:
+        n = self.stats.reconnects
+        end = time.monotonic() + node.remaining_or(self.reconnect_timeout)
+        while time.monotonic() < end and not self._closed and self._error is None:
+            if self.stats.reconnects > n:
+                return True
+            time.sleep(0.05)
+        return self.stats.reconnects > n
+
+    def sendline(self, text: str = "", deadline: Deadline | float | None = None) -> None:
+        self.send(text + self.newline, deadline)
+
+    def sendcontrol(self, char: str, deadline: Deadline | float | None = None) -> None:
+        """Send Ctrl-<char>, e.g. ``sendcontrol("c")``."""
+        self.send(bytes([ord(char.lower()) & 0x1F]), deadline)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, reason: str = "") -> None:
+        """Close the connection and stop the reader. Safe from any thread (the job watchdog)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._close_reason = reason
+            self._cond.notify_all()
+        if reason:
+            self.log.event(f"console closed: {reason}")
+        try:
+            self.connection.close()
+        finally:
+            if self._reader is not threading.current_thread():
+                self._reader.join(timeout=self.poll_interval + 2.0)
+            self.log.flush()
+
+    def __enter__(self) -> Console:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Console {self.name} received={self.received} pos={self._pos}>"
