@@ -17,7 +17,6 @@ and a JSON boolean is not a number.
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import json
 import math
@@ -307,7 +306,8 @@ def downgrade_run(run: dict) -> None:
             if source.get("branch_vcs") in ("bzr", "git", "svn"):
                 kept.append(source)
             else:
-                desc = " ".join(str(source.get(k, "")) for k in ("branch_vcs", "branch_url", "branch_revision"))
+                keys = ("branch_vcs", "branch_url", "branch_revision")
+                desc = " ".join(str(source.get(k, "")) for k in keys)
                 _fold_attributes(run, "source.", {project: desc})
         software["sources"] = kept
 

@@ -1,0 +1,210 @@
+"""Sending a bundle to a results server, without ever losing it.
+
+Two sinks, chosen by the URL scheme of ``server`` (or an explicit ``kind``):
+
+* ``http(s)://[user@]host/RPC2/`` — the old dashboard, XML-RPC ``dashboard.put_ex`` (`xmlrpc`);
+* ``squad+http(s)://host/<group>/<project>[/<build>[/<environment>]]`` — SQUAD (`squad`).
+
+`submit_bundle` retries connection errors, timeouts and 5xx answers with back-off, all within the
+caller's ``timeout``; it raises nothing for expected failures and returns a `SubmitOutcome`. A bundle
+that was not delivered is copied into the spool (`spool`) with its target minus the token, for
+``python -m pytest_lava resubmit DIR``. Every message is masked: the token never reaches a log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import LavaError
+from ..secrets import Masker
+
+TOKEN_ENV = "LAVA_TOKEN"
+KINDS = ("xmlrpc", "squad")
+
+
+class SubmitError(LavaError):
+    """One failed delivery attempt, classified."""
+
+    kind = "infrastructure"
+
+    def __init__(
+        self, message: str, *, status: str, retryable: bool = False, maybe_stored: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status = status  # unreachable | timeout | server-error | auth | forbidden | not-found
+        #                       | duplicate | rejected
+        self.retryable = retryable
+        self.maybe_stored = maybe_stored  # the server may have stored it before failing
+
+
+@dataclass
+class SubmitTarget:
+    server: str
+    stream: str | None = None
+    token: str | None = None
+    kind: str | None = None  # xmlrpc | squad; None: from the URL scheme
+    build: str | None = None  # SQUAD only: overrides the URL / the job name
+    environment: str | None = None  # SQUAD only: overrides the URL / the device type
+
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            self.kind = "squad" if urlsplit(self.server).scheme.startswith("squad+") else "xmlrpc"
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown submit kind {self.kind!r} (known: {', '.join(KINDS)})")
+        parts = urlsplit(self.server)
+        if parts.password:  # a token written into the URL: take it out of the URL
+            self.token = self.token or parts.password
+            netloc = f"{parts.username}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            self.server = parts._replace(netloc=netloc).geturl()
+
+    def public(self) -> dict:
+        """The target without its token (what the spool and the logs may hold)."""
+        return {
+            "server": self.server,
+            "stream": self.stream,
+            "kind": self.kind,
+            "build": self.build,
+            "environment": self.environment,
+        }
+
+
+@dataclass
+class SubmitOutcome:
+    ok: bool
+    status: str  # delivered | duplicate | <SubmitError.status>
+    message: str
+    url: str | None = None
+    spooled: Path | None = None
+    attempts: int = 0
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def resolve_token(
+    job_token: str | None,
+    option_token: str | None,
+    env_var: str = TOKEN_ENV,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """The token to use: the command-line option, else the job's ``token`` parameter, else the
+    environment variable. When a user's option overrides the job's *server*, the plugin should
+    pass ``job_token=None`` so a job's token is never sent to another server."""
+    environ = os.environ if environ is None else environ
+    for candidate in (option_token, job_token, environ.get(env_var)):
+        if candidate:
+            return candidate.strip()
+    return None
+
+
+def _sayer(log: Callable[[str], None], mask: Masker, masker: Masker | None) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        log(mask.mask(masker.mask(text) if masker else text))
+
+    return say
+
+
+Sender = Callable[[bytes, SubmitTarget, str, float], str]
+
+
+def _sender(kind: str) -> Sender:
+    if kind == "squad":
+        from .squad import send
+    else:
+        from .xmlrpc import send
+    return send
+
+
+def deliver(
+    content: bytes,
+    target: SubmitTarget,
+    *,
+    job_name: str,
+    timeout: float,
+    retries: int = 3,
+    log: Callable[[str], None] = print,
+    masker: Masker | None = None,
+    backoff: float = 1.0,
+) -> SubmitOutcome:
+    """Try to deliver ``content``; no spooling. All attempts end before ``timeout`` seconds."""
+    mask = Masker([target.token])
+    say = _sayer(log, mask, masker)
+    send = _sender(str(target.kind))
+    deadline = time.monotonic() + timeout
+    attempts, ambiguous, delay = 0, False, backoff
+    where = f"{target.server}" + (f" stream {target.stream}" if target.stream else "")
+    while True:
+        attempts += 1
+        remaining = deadline - time.monotonic()
+        try:
+            url = send(content, target, job_name, max(remaining, 0.1))
+            say(f"results delivered to {where}: {url}")
+            return SubmitOutcome(True, "delivered", f"delivered to {url}", url=url, attempts=attempts)
+        except SubmitError as exc:
+            error = exc
+        except Exception as exc:  # a bug or an unexpected library error: never lose the bundle
+            error = SubmitError(f"unexpected error: {type(exc).__name__}: {exc}", status="error")
+        text = mask.mask(error.message)
+        if error.status == "duplicate" and ambiguous:
+            msg = f"{where} already has this bundle (an earlier attempt was stored): {text}"
+            say(msg)
+            return SubmitOutcome(True, "delivered", msg, attempts=attempts)
+        remaining = deadline - time.monotonic()
+        if error.retryable and attempts <= retries and remaining > delay:
+            ambiguous = ambiguous or error.maybe_stored
+            say(f"submit attempt {attempts} to {where} failed ({text}); retrying in {delay:.1f}s")
+            time.sleep(delay)
+            delay *= 2
+            continue
+        if error.retryable and attempts <= retries:
+            text += f" (no time left for another attempt within {timeout:.0f}s)"
+        return SubmitOutcome(False, error.status, f"submit to {where} failed: {text}", attempts=attempts)
+
+
+def submit_bundle(
+    bundle_path: Path,
+    target: SubmitTarget,
+    *,
+    job_name: str,
+    timeout: float,
+    spool_dir: Path,
+    retries: int = 3,
+    log: Callable[[str], None] = print,
+    masker: Masker | None = None,
+    backoff: float = 1.0,
+) -> SubmitOutcome:
+    """Deliver the bundle at ``bundle_path``; on failure copy it into ``spool_dir``. Never raises
+    for a server or network problem; ``outcome.ok`` says whether the bundle is on the server."""
+    from . import spool
+
+    mask = Masker([target.token])
+    say = _sayer(log, mask, masker)
+    try:
+        content = Path(bundle_path).read_bytes()
+        json.loads(content)
+    except (OSError, ValueError) as exc:
+        return SubmitOutcome(False, "error", f"cannot read the bundle {bundle_path}: {exc}")
+    outcome = deliver(
+        content, target, job_name=job_name, timeout=timeout, retries=retries, log=log,
+        masker=masker, backoff=backoff,
+    )
+    if outcome.ok:
+        return outcome
+    if outcome.status == "duplicate":
+        outcome.message += " — the server already holds identical content; nothing was spooled"
+        say(outcome.message)
+        return outcome
+    try:
+        outcome.spooled = spool.save(spool_dir, content, target, job_name=job_name, reason=outcome.message)
+        outcome.message += f"; the bundle is kept in {outcome.spooled} — send it later with " \
+            f"'python -m pytest_lava resubmit {spool_dir}'"
+    except OSError as exc:
+        outcome.message += f"; could not spool it ({exc}); it is still at {bundle_path}"
+    say(outcome.message)
+    return outcome
