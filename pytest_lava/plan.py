@@ -15,13 +15,14 @@ from .job import ActionDef, Job
 class Plan:
     job: Job
     boards: list[Device]
+    target: str | None = None  # the one board asked for by name (job target or --lava-device)
 
     @classmethod
     def build(cls, job: Job, devices: DeviceSet, *, device_override: str | None = None) -> Plan:
         target = device_override or job.target
         boards = devices.select(target=target, device_type=None if target else job.device_type,
                                 job_file=str(job.file))
-        return cls(job, boards)
+        return cls(job, boards, target)
 
     def steps(self) -> list[tuple[ActionDef, float]]:
         return [(a, self.job.action_timeout(a)) for a in self.job.actions]
@@ -29,7 +30,7 @@ class Plan:
     def describe(self) -> str:
         job = self.job
         names = ", ".join(b.name for b in self.boards)
-        how = "target" if len(self.boards) == 1 and job.target else f"device_type {job.device_type!r}"
+        how = "target" if self.target else f"device_type {job.device_type!r}"
         title = job.name + (f" [{job.variant}]" if job.variant else "")
         lines = [f"job {title!r} ({job.file}) timeout {job.timeout:g} s",
                  f"  board: {names} (by {how}; type {self.boards[0].device_type}, "
@@ -42,7 +43,7 @@ class Plan:
             shown = ", ".join(f"{k}={v!r}" for k, v in params.items() if k != "timeout")
             if len(shown) > 100:
                 shown = shown[:97] + "..."
-            impl = "" if action.spec.run else "  (not implemented yet)"
+            impl = "" if action.spec.run or action.kind == SUBMIT else "  (not implemented yet)"
             when = "  (at session end, always)" if action.kind == SUBMIT else ""
             lines.append(f"  {action.index + 1:2d}. {role} {action.command:<28} timeout {timeout:>7g} s"
                          f"{when}{impl}")

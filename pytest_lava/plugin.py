@@ -1,0 +1,187 @@
+"""pytest wiring only: options, collection of job files, xdist grouping, session end.
+
+The logic lives in job.py (model), plan.py, session.py (per-process state), items.py
+(collection), runner.py (one job's run) and the action modules.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from .errors import InputError
+from .items import SESSION_KEY, JobFile, JobItem
+from .session import LavaOptions, LavaSession
+
+JOB_SUFFIXES = (".json", ".yaml", ".yml")
+_LIVE_FD: int | None = None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lava", "pytest-lava: run LAVA jobs on boards")
+    group.addoption("--lava-job", action="append", default=[], metavar="FILE",
+                    help="a LAVA job file (JSON or YAML) to run; repeatable")
+    group.addoption("--lava-device", metavar="NAME", default=None,
+                    help="run the jobs on this board, whatever their target/device_type")
+    group.addoption("--lava-devices", metavar="DIR", default=None,
+                    help="device directory (YAML, or the old dispatcher's INI layout); default: ./devices")
+    group.addoption("--lava-results", metavar="DIR", default=None,
+                    help="results directory (bundles, console logs, spool); default: ./lava-results")
+    group.addoption("--lava-validate", action="store_true", default=False,
+                    help="validate the jobs, print each plan (actions, timeouts, board) and exit")
+    group.addoption("--lava-console", action="store_true", default=False,
+                    help="stream the boards' console lines live, prefixed with the board name")
+    group.addoption("--lava-submit", metavar="URL", default=None,
+                    help="submit every job's bundle to this server instead of the job's own")
+    group.addoption("--lava-token", metavar="TOKEN", default=None,
+                    help="auth token for submitting (or set LAVA_TOKEN); masked everywhere")
+    parser.addini("lava_devices", "default device directory", default="devices")
+    parser.addini("lava_results", "default results directory", default="lava-results")
+
+
+@pytest.hookimpl(tryfirst=True, wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
+                                  args: list[str]) -> Generator[None, None, None]:
+    # keep the real stderr before output capturing replaces fd 2: --lava-console writes there
+    global _LIVE_FD
+    if _LIVE_FD is None:
+        try:
+            _LIVE_FD = os.dup(2)
+        except OSError:
+            _LIVE_FD = None
+    return (yield)
+
+
+def _options(config: pytest.Config) -> LavaOptions:
+    invocation = Path(config.invocation_params.dir)
+    jobs = [invocation / j for j in config.getoption("lava_job")]
+    if jobs:  # `--lava-job jobs/*.yaml`: the shell turns the glob into positional arguments
+        jobs += [invocation / a for a in config.args if Path(a).suffix in JOB_SUFFIXES
+                 and (invocation / a) not in jobs]
+    devices = config.getoption("lava_devices") or config.getini("lava_devices")
+    results = config.getoption("lava_results") or config.getini("lava_results")
+    return LavaOptions(
+        jobs=[j.resolve() for j in jobs], devices_dir=(invocation / devices).resolve(),
+        results_dir=(invocation / results).resolve(), device_override=config.getoption("lava_device"),
+        validate=config.getoption("lava_validate"), console=config.getoption("lava_console"),
+        submit=config.getoption("lava_submit"),
+        token=config.getoption("lava_token") or os.environ.get("LAVA_TOKEN") or None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Validate every job before the session starts: all problems at once, exit status 4."""
+    if not config.getoption("lava_job") and not config.getoption("lava_validate"):
+        return None
+    # xdist: keep every job on one worker, in order (the user only passes -n)
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("no", "load"):
+        config.option.dist = "loadgroup"
+    lava = LavaSession(config, _options(config))
+    try:
+        plans, problems = lava.validate_all()
+    except InputError as exc:  # the device directory itself is broken
+        plans, problems = [], exc.problems
+    out = sys.stdout
+    if problems:
+        out.write(f"pytest-lava: {len(problems)} problem(s) found:\n")
+        for problem in problems:
+            out.write(f"  {lava.masker.mask(str(problem))}\n")
+        out.flush()
+        return int(pytest.ExitCode.USAGE_ERROR)
+    if config.getoption("lava_validate"):
+        for plan in plans:
+            out.write(plan + "\n\n")
+        out.write(f"pytest-lava: {len(plans)} job(s) valid\n")
+        out.flush()
+        return int(pytest.ExitCode.OK)
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lava: a result of a LAVA job")
+    if not config.getoption("lava_job"):
+        return
+    options = _options(config)
+    lava = LavaSession(config, options, live_fd=_LIVE_FD)
+    config.stash[SESSION_KEY] = lava
+    job_args = [str(j) for j in options.jobs]
+    others = [a for a in config.args if Path(a).suffix not in JOB_SUFFIXES]
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        others = []  # no positional arguments: run the jobs, not the testpaths
+    config.args = others + job_args
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a CI cancel, the scheduler) ends the session like Ctrl-C, so results are written
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    lava = parent.config.stash.get(SESSION_KEY, None)
+    if lava is not None and file_path.resolve() in lava.options.jobs:
+        return JobFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    last: dict[str, JobItem] = {}
+    for item in items:
+        if isinstance(item, JobItem):
+            last[item.job.id] = item
+    for item in last.values():
+        item.is_last = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    report = yield
+    if isinstance(item, JobItem) and call.excinfo is not None and call.when != "call":
+        # setup errors too get the short lab-engineer view (kind, message, console tail, log path)
+        report.longrepr = item.repr_failure(call.excinfo)  # type: ignore[attr-defined]
+    if call.when == "call" and isinstance(item, JobItem):
+        for case_report in item.case_reports():
+            item.ihook.pytest_runtest_logreport(report=case_report)
+    return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # a job's test cases are extra reports: keep them out of the progress percentage
+    if "lava-case" in getattr(report, "keywords", {}):
+        reporter = _terminal_reporter
+        if reporter is not None:
+            getattr(reporter, "_progress_nodeids_reported", set()).discard(report.nodeid)
+
+
+_terminal_reporter: object | None = None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _terminal_reporter
+    _terminal_reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    lava = session.config.stash.get(SESSION_KEY, None)
+    if lava is not None:
+        lava.finish_all(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        if any(not run.submit_ok for run in lava.runs.values()) and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    lava = config.stash.get(SESSION_KEY, None)
+    if lava is None:
+        return None
+    return [f"lava: {len(lava.options.jobs)} job(s), devices {lava.options.devices_dir}, "
+            f"results {lava.options.results_dir}"]

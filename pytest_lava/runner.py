@@ -1,0 +1,292 @@
+"""The runtime of one job (one kernel_matrix variant): board lease, deadlines, results.
+
+The plugin creates a :class:`JobRun` the first time an item of the job is set up. Setup actions
+run once, in job order, before the first item that follows them; if one fails, every later
+item of the job is an *error* with that reason. ``finish()`` runs the submit actions and writes
+the results directory, whatever happened before (it is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .actions.spec import SETUP, SUBMIT
+from .deadline import Deadline, Watchdog
+from .errors import InfrastructureError, LavaBug, LavaError, TestFailure, kind_of
+from .job import ActionDef, Job
+from .plan import Plan
+from .secrets import Masker
+
+if TYPE_CHECKING:
+    from .board import Board
+    from .pool import BoardPool, Lease
+    from .results import CaseResult, JobResults
+
+log = logging.getLogger("pytest_lava")
+WATCHDOG_GRACE = 30.0  # seconds pytest-timeout waits beyond the job timeout
+
+
+class NotImplementedYet(LavaError):
+    kind = "bug"
+
+
+@dataclass
+class RunOptions:
+    results_dir: Path
+    state_dir: Path
+    rootdir: Path
+    live: Callable[[str, str], None] | None = None  # (board, line)
+    submit_override: str | None = None
+    token: str | None = None
+    masker: Masker = field(default_factory=Masker)
+    echo: Callable[[str], None] = print
+
+
+@dataclass
+class ActionContext:
+    """What an action implementation gets: the job run, its own action and deadline."""
+
+    run: JobRun
+    action: ActionDef
+    deadline: Deadline
+    cases: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def board(self) -> Board:
+        return self.run.board
+
+    @property
+    def device(self):
+        return self.run.device
+
+    @property
+    def job(self) -> Job:
+        return self.run.job
+
+    @property
+    def results(self) -> JobResults:
+        return self.run.results
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Job-scoped state shared between actions (what was deployed, what is booted)."""
+        return self.run.state
+
+    def log(self, message: str) -> None:
+        self.run.note(message)
+
+    def record(self, test_case_id: str, result: str, message: str = "") -> None:
+        """An extra entry of the ``lava`` run, such as ``boot_image``."""
+        self.run.results.add_action(test_case_id, result, message)
+
+
+class JobRun:
+    def __init__(self, plan: Plan, pool: BoardPool, options: RunOptions) -> None:
+        self.plan = plan
+        self.job = plan.job
+        self.pool = pool
+        self.options = options
+        self.state: dict[str, Any] = {}
+        self.deadline = Deadline(self.job.timeout, f"job {self.job.id}")
+        self.results_dir = options.results_dir / self.job.id
+        self.lease: Lease | None = None
+        self._board: Board | None = None
+        self.results: JobResults | None = None
+        self.watchdog: Watchdog | None = None
+        self.next_index = 0  # actions before this index have run
+        self.fatal: LavaError | None = None  # a failed setup action: later items are errors
+        self.infrastructure_failed = False
+        self.finished = False
+        self.bundle_path: Path | None = None
+        self.submit_ok = True
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def device(self):
+        if self.lease is None:
+            raise LavaBug("no board leased yet")
+        return self.lease.device
+
+    @property
+    def board(self) -> Board:
+        if self._board is None:
+            from .board import Board
+
+            self._board = Board(self.device, log_dir=self.results_dir, cwd=self.options.rootdir,
+                                live=self._live_for(self.device.name))
+            if self.watchdog is not None:
+                self.watchdog.add_closer(self._board.close)
+            assert self.results is not None
+            self.results.set_serial_log(self._board.log_path)
+        return self._board
+
+    def _live_for(self, name: str) -> Callable[[str], None] | None:
+        live = self.options.live
+        return (lambda line: live(name, line)) if live else None
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        from .results import JobResults
+
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lease = self.pool.acquire(target=self.plan.target,
+                                           device_type=None if self.plan.target else self.plan.boards[0].device_type,
+                                           deadline=self.deadline.child(None, "acquire board"),
+                                           health_check=self.job.health_check, log=self.note)
+        except LavaError as exc:
+            self.fatal = exc
+            self.results = JobResults(job_name=self.job.name, job_file=str(self.job.file),
+                                      results_dir=self.results_dir, hostname="(none)",
+                                      device_type=self.plan.boards[0].device_type, tags=self.job.tags,
+                                      secrets=self.options.masker)
+            self.results.add_action("acquire_board", "fail", str(exc))
+            return
+        device = self.lease.device
+        self.results = JobResults(job_name=self.job.name, job_file=str(self.job.file), results_dir=self.results_dir,
+                                  hostname=device.name, device_type=device.device_type, tags=self.job.tags,
+                                  secrets=self.options.masker)
+        self.note(f"job {self.job.id}: running on board {device.name} ({device.device_type})")
+        self.watchdog = Watchdog(self.deadline)
+        self.watchdog.start()
+
+    def note(self, message: str) -> None:
+        self.options.echo(self.options.masker.mask(message))
+        if self.results is not None:
+            self.results.note(message)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def run_setup_until(self, index: int) -> None:
+        """Run every not-yet-run setup action before action ``index``."""
+        self.start()
+        while self.next_index < index and self.fatal is None:
+            action = self.job.actions[self.next_index]
+            self.next_index += 1
+            if action.kind == SETUP:
+                self._execute(action)
+        if self.fatal is not None:
+            raise self.fatal
+
+    def run_action(self, action: ActionDef) -> list[CaseResult]:
+        """Run ``action`` (after the setup actions before it) and return its test cases."""
+        self.run_setup_until(action.index)
+        if self.next_index <= action.index:
+            self.next_index = action.index + 1
+        return self._execute(action)
+
+    def _execute(self, action: ActionDef) -> list[CaseResult]:
+        deadline = self.deadline.child(self.job.action_timeout(action), action.command)
+        ctx = ActionContext(self, action, deadline)
+        assert self.results is not None
+        shown = self.options.masker.mask(repr(action.masked_parameters()))
+        self.note(f"[ACTION-B] {action.command} is started with {shown}")
+        start = time.monotonic()
+        try:
+            if action.spec.run is None:
+                raise NotImplementedYet(f"action {action.command!r} is not implemented yet in pytest-lava "
+                                        f"(it is part of the job format, but no board code runs it)")
+            if self.lease is None:
+                raise self.fatal or LavaBug("no board")
+            action.spec.run(ctx, action.parameters)
+        except BaseException as exc:
+            duration = time.monotonic() - start
+            message = self.options.masker.mask(_message(exc, action))
+            self.results.add_action(action.test_case_id, "fail", message, duration=duration,
+                                    metadata=action.metadata)
+            self.note(f"[ACTION-E] {action.command} is finished with error ({_first_line(message)})")
+            wrapped = exc if isinstance(exc, LavaError) else LavaBug(
+                f"{action.command} crashed: {type(exc).__name__}: {exc}", details=traceback.format_exc())
+            if isinstance(exc, InfrastructureError):
+                self.infrastructure_failed = True
+            if action.kind == SETUP or (isinstance(exc, InfrastructureError) and not isinstance(exc, TestFailure)
+                                        and action.kind == SETUP):
+                self.fatal = wrapped
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and friends
+            raise wrapped from exc
+        duration = time.monotonic() - start
+        failed = [c for c in ctx.cases if c.result == "fail"]
+        self.results.add_action(action.test_case_id, "pass", duration=duration, metadata=action.metadata)
+        self.note(f"[ACTION-E] {action.command} is finished successfully ({duration:.1f} s"
+                  + (f", {len(ctx.cases)} test cases, {len(failed)} failed)" if ctx.cases else ")"))
+        return ctx.cases
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def finish(self, *, interrupted: bool = False) -> Path | None:
+        """Run the submit actions and write the results, whatever happened. Idempotent."""
+        if self.finished:
+            return self.bundle_path
+        self.finished = True
+        if self.results is None:
+            return None
+        complete = self.fatal is None and not interrupted
+        message = "" if complete else (str(self.fatal) if self.fatal else "interrupted")
+        try:
+            if self._board is not None:
+                self._board.close()
+        except Exception as exc:  # closing must never hide the results
+            self.note(f"closing the board failed: {exc}")
+        self.bundle_path = self.results.finish(job_complete=complete, message=self.options.masker.mask(message))
+        self._submit()
+        self._record_health()
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if self.lease is not None:
+            self.lease.release()
+        return self.bundle_path
+
+    def _submit(self) -> None:
+        from .submit import SubmitTarget, resolve_token, submit_bundle
+
+        targets = [a for a in self.job.actions if a.kind == SUBMIT]
+        if self.options.submit_override:
+            targets = targets[:1] or [None]  # type: ignore[list-item]
+        for action in targets:
+            params = action.parameters if action is not None else {}
+            server = self.options.submit_override or params["server"]
+            token = resolve_token(params.get("token"), self.options.token)
+            if token:
+                self.options.masker.add(token)
+            target = SubmitTarget(server, stream=params.get("stream"), token=token,
+                                  environment=self.lease.device.device_type if self.lease else None)
+            timeout = self.job.action_timeout(action) if action is not None else 600.0
+            outcome = submit_bundle(self.bundle_path, target, job_name=self.job.name, timeout=timeout,
+                                    spool_dir=self.options.results_dir / "spool", log=self.note,
+                                    masker=self.options.masker)
+            if not outcome.ok:
+                self.submit_ok = False
+            self.note(self.options.masker.mask(outcome.message))
+
+    def _record_health(self) -> None:
+        if self.lease is None:
+            return
+        from .health import BoardHealth
+
+        device = self.lease.device
+        message = BoardHealth(self.options.state_dir).record(
+            device.name, infrastructure_failure=self.infrastructure_failed, health_check=self.job.health_check,
+            passed=self.fatal is None, threshold=device.health_failure_threshold)
+        if message:
+            self.note(message)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _message(exc: BaseException, action: ActionDef) -> str:
+    kind = kind_of(exc)
+    text = str(exc) if isinstance(exc, LavaError) else f"{type(exc).__name__}: {exc}"
+    return f"Lava failed at action {action.command} with error ({kind}): {text}"

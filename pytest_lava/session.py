@@ -1,0 +1,159 @@
+"""The plugin's per-process state: options, the device set, the pool, the running jobs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from _pytest.reports import TestReport
+
+from .devices import DeviceSet, load_devices
+from .errors import ConfigurationError, InputError, Problem
+from .job import Job, load_job
+from .plan import Plan
+from .runner import JobRun, RunOptions
+from .secrets import Masker
+
+if TYPE_CHECKING:
+    import pytest
+
+    from .items import JobItem
+    from .pool import BoardPool
+
+
+@dataclass
+class LavaOptions:
+    jobs: list[Path]
+    devices_dir: Path
+    results_dir: Path
+    device_override: str | None = None
+    validate: bool = False
+    console: bool = False
+    submit: str | None = None
+    token: str | None = None
+
+
+@dataclass
+class LavaSession:
+    config: pytest.Config
+    options: LavaOptions
+    masker: Masker = field(default_factory=Masker)
+    runs: dict[str, JobRun] = field(default_factory=dict)
+    live_fd: int | None = None
+    _devices: DeviceSet | None = None
+    _pool: BoardPool | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.masker.add(self.options.token)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    @property
+    def devices(self) -> DeviceSet:
+        if self._devices is None:
+            self._devices = load_devices(self.options.devices_dir)
+        return self._devices
+
+    def load(self, path: Path) -> list[Job]:
+        """Load, validate and resolve a job file into its variants (raises InputError)."""
+        job = load_job(path)
+        variants = job.variants()
+        for variant in variants:
+            self.plan(variant)  # unknown target/type is a job error, before anything runs
+        for action in job.actions:
+            token = action.parameters.get("token")
+            if action.spec.params.get("token") and isinstance(token, str):
+                self.masker.add(token)
+        return variants
+
+    def plan(self, job: Job) -> Plan:
+        return Plan.build(job, self.devices, device_override=self.options.device_override)
+
+    def validate_all(self) -> tuple[list[str], list[Problem]]:
+        """For --lava-validate and the pre-flight check: every plan, or every problem."""
+        plans: list[str] = []
+        problems: list[Problem] = []
+        if not self.options.jobs:
+            problems.append(Problem("--lava-job", "", "no job file given"))
+        for path in self.options.jobs:
+            try:
+                for job in self.load(path):
+                    plans.append(self.masker.mask(self.plan(job).describe()))
+            except InputError as exc:
+                problems.extend(exc.problems)
+        return plans, problems
+
+    # -- running ----------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> BoardPool:
+        if self._pool is None:
+            from .pool import BoardPool
+
+            self._pool = BoardPool(self.devices.devices, self.state_dir)
+        return self._pool
+
+    @property
+    def state_dir(self) -> Path:
+        return self.options.results_dir / ".state"
+
+    def run_for(self, job: Job) -> JobRun:
+        with self._lock:
+            run = self.runs.get(job.id)
+            if run is None:
+                run = JobRun(self.plan(job), self.pool, RunOptions(
+                    results_dir=self.options.results_dir, state_dir=self.state_dir,
+                    rootdir=self.options.devices_dir.resolve().parent, live=self._live if self.options.console
+                    else None, submit_override=self.options.submit, token=self.options.token,
+                    masker=self.masker, echo=self._echo))
+                self.runs[job.id] = run
+            return run
+
+    def finish_job(self, job: Job, item: JobItem | None = None) -> None:
+        run = self.runs.get(job.id)
+        if run is None or run.finished:
+            return
+        run.finish()
+        if item is not None:
+            for action in job.submit_actions() or ([None] if self.options.submit else []):
+                name = action.command if action else "submit_results"
+                suffix = f"[{job.variant}]" if job.variant else ""
+                rep = TestReport(nodeid=f"{item.parent.nodeid}::{name}{suffix}",
+                                 location=(item.location[0], None, name), keywords={"lava": 1},
+                                 outcome="passed" if run.submit_ok else "failed",
+                                 longrepr=None if run.submit_ok else
+                                 f"submitting the results failed; the bundle is kept in {run.options.results_dir}"
+                                 f"/spool (send it later: python -m pytest_lava resubmit {run.options.results_dir})",
+                                 when="call", sections=[], duration=0.0, user_properties=[])
+                item.ihook.pytest_runtest_logreport(report=rep)
+
+    def finish_all(self, *, interrupted: bool) -> None:
+        for run in list(self.runs.values()):
+            try:
+                run.finish(interrupted=interrupted)
+            except Exception as exc:  # one job's failure must not lose the others' results
+                self._echo(f"pytest-lava: finishing job {run.job.id} failed: {exc}")
+
+    # -- output -----------------------------------------------------------------------------
+
+    def _echo(self, text: str) -> None:
+        if self.options.console:
+            self._write(f"[lava] {self.masker.mask(text)}\n")
+
+    def _live(self, board: str, line: str) -> None:
+        self._write(f"[{board}] {self.masker.mask(line)}\n")
+
+    def _write(self, text: str) -> None:
+        fd = self.live_fd if self.live_fd is not None else 2
+        try:
+            os.write(fd, text.encode("utf-8", "replace"))
+        except OSError:
+            pass
+
+
+def configuration_problem(path: Path, reason: str) -> ConfigurationError:
+    return ConfigurationError.single(str(path), "", reason)
