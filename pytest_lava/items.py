@@ -134,7 +134,8 @@ class JobItem(pytest.Item):
             sections = [("console", case.log_excerpt)] if case.log_excerpt and outcome != "failed" else []
             duration = float(case.duration or 0.0)
             common = dict(nodeid=nodeid, location=(self.location[0], None, f"{self.location[2]}::{case.test_case_id}"),
-                          keywords={self.name: 1, case.test_case_id: 1, "lava": 1, "lava-case": 1}, user_properties=props)
+                          keywords={self.name: 1, case.test_case_id: 1, "lava": 1, "lava-case": 1},
+                          user_properties=props)
             reports.append(TestReport(outcome=outcome, longrepr=longrepr, when="call", sections=sections,
                                       duration=duration, **common))
             reports.append(TestReport(outcome="passed", longrepr=None, when="teardown", sections=[], duration=0.0,
