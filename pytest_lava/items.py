@@ -101,9 +101,9 @@ class JobItem(pytest.Item):
             text = f"[{exc.kind}] {exc}"
             run = self.lava.runs.get(self.job.id)
             board = getattr(run, "_board", None) if run else None
-            if board is not None and "console" not in text.lower():
+            if board is not None and board.connected and "last console lines" not in text:
                 try:
-                    tail = board.console_tail(15)
+                    tail = board.console.tail(15)
                 except Exception:
                     tail = ""
                 if tail:

@@ -25,8 +25,10 @@ from .secrets import Masker
 
 if TYPE_CHECKING:
     from .board import Board
+    from .boards import BoardType
     from .pool import BoardPool, Lease
     from .results import CaseResult, JobResults
+    from .shell import ShellSession
 
 log = logging.getLogger("pytest_lava")
 WATCHDOG_GRACE = 30.0  # seconds pytest-timeout waits beyond the job timeout
@@ -78,6 +80,18 @@ class ActionContext:
         """Job-scoped state shared between actions (what was deployed, what is booted)."""
         return self.run.state
 
+    @property
+    def board_type(self) -> BoardType:
+        return self.run.board_type
+
+    def test_shell(self) -> ShellSession:
+        """A shell on the booted test image (booted first if needed)."""
+        return self.board_type.test_shell(self)
+
+    def master_shell(self) -> ShellSession:
+        """A shell on the master image (booted first if needed)."""
+        return self.board_type.master_shell(self)
+
     def log(self, message: str) -> None:
         self.run.note(message)
 
@@ -116,14 +130,20 @@ class JobRun:
         return self.lease.device
 
     @property
+    def board_type(self) -> BoardType:
+        from .boards import board_type
+
+        return board_type(self.device.board_type)
+
+    @property
     def board(self) -> Board:
         if self._board is None:
             from .board import Board
 
             self._board = Board(self.device, log_dir=self.results_dir, cwd=self.options.rootdir,
-                                live=self._live_for(self.device.name))
+                                live=self._live_for(self.device.name), deadline=self.deadline)
             if self.watchdog is not None:
-                self.watchdog.add_closer(self._board.close)
+                self._board.guard(self.watchdog)
             assert self.results is not None
             self.results.set_serial_log(self._board.log_path)
         return self._board
@@ -233,6 +253,11 @@ class JobRun:
             return None
         complete = self.fatal is None and not interrupted
         message = "" if complete else (str(self.fatal) if self.fatal else "interrupted")
+        try:
+            if self.lease is not None:
+                self.board_type.finish(self)
+        except Exception as exc:  # powering off must never hide the results
+            self.note(f"finishing the board failed: {exc}")
         try:
             if self._board is not None:
                 self._board.close()
