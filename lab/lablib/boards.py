@@ -1,0 +1,49 @@
+"""The lab's boards and their fixed ports: the one place ports are decided.
+
+Every board has a stable console port (ser2net accepter, what device files put in
+``connection``) and a private backend port (QEMU's serial TCP server, which ser2net connects to).
+The console port does not change across power cycles; the QEMU process behind it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HTTP_PORT = 7080  # artifact server on 127.0.0.1 (the guest sees it as http://10.0.2.2:7080)
+MAX_X86 = 8
+MAX_ARM64 = 2
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    arch: str  # x86_64 | arm64
+    console_port: int  # ser2net, stable: socket://127.0.0.1:<console_port>
+    backend_port: int  # QEMU -serial tcp server, only ser2net connects here
+
+    @property
+    def connection(self) -> str:
+        return f"socket://127.0.0.1:{self.console_port}"
+
+
+def _all() -> dict[str, Board]:
+    boards = {}
+    for i in range(1, MAX_X86 + 1):
+        boards[f"x86-{i:02d}"] = Board(f"x86-{i:02d}", "x86_64", 7000 + i, 7100 + i)
+    for i in range(1, MAX_ARM64 + 1):
+        boards[f"arm64-{i:02d}"] = Board(f"arm64-{i:02d}", "arm64", 7020 + i, 7120 + i)
+    return boards
+
+
+BOARDS: dict[str, Board] = _all()
+
+
+def default_set(x86: int = 1, arm64: int = 1) -> list[Board]:
+    """x86-01..x86-0N plus arm64-01..arm64-0M."""
+    if not 0 <= x86 <= MAX_X86:
+        raise ValueError(f"--boards must be 0..{MAX_X86}, not {x86}")
+    if not 0 <= arm64 <= MAX_ARM64:
+        raise ValueError(f"--arm64-boards must be 0..{MAX_ARM64}, not {arm64}")
+    return [BOARDS[f"x86-{i:02d}"] for i in range(1, x86 + 1)] + [
+        BOARDS[f"arm64-{i:02d}"] for i in range(1, arm64 + 1)
+    ]

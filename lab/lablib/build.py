@@ -1,0 +1,270 @@
+"""`labctl build`: every lab artifact, each step cached by a signature of its inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import host, images
+from .host import LabError, say
+from .images import Part
+from .paths import BUILD, CACHE, FILES, WWW
+
+BOOTDELAY = 5  # seconds of U-Boot countdown in the lab's copy of u-boot.bin (Debian's is 2)
+UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+HOST_BUSYBOX = Path("/bin/busybox")
+CODE = [Path(__file__), Path(images.__file__), Path(host.__file__), *sorted(FILES.iterdir())]
+
+# the master-image disk: old LAVA's "2part" layout (p1 boot, p2 root, p3 testboot, p4 extended,
+# p5 testrootfs, p6 sdcard) plus Android's boot/system/data/cache as further logical partitions.
+MASTER_PARTS = [
+    ("master-boot", 1, 64, "ext4", True), ("master-root", 2, 64, "ext4", False),
+    ("testboot", 3, 96, "vfat", False), ("testrootfs", 5, 256, "ext4", False),
+    ("sdcard", 6, 64, "vfat", False), ("boot", 7, 64, "vfat", False), ("system", 8, 128, "ext4", False),
+    ("data", 9, 128, "ext4", False), ("cache", 10, 32, "ext4", False),
+]
+TEST_PS1 = r"root@\h:\w# "
+
+
+def signature(inputs: list[object]) -> str:
+    h = hashlib.sha256()
+    for item in inputs:
+        if isinstance(item, Path):
+            st = item.stat()
+            h.update(f"{item}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        else:
+            h.update(f"{item!r}\n".encode())
+    return h.hexdigest()
+
+
+class Steps:
+    def __init__(self, force: bool = False) -> None:
+        self.force = force
+        self.done: list[str] = []
+        (BUILD / "stamps").mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, name: str, outputs: list[Path], inputs: list[object], fn: Callable[[], None]) -> None:
+        stamp = BUILD / "stamps" / f"{name}.sig"
+        sig = signature([*CODE, *inputs])
+        if not self.force and all(o.exists() for o in outputs) and stamp.exists() and stamp.read_text() == sig:
+            return
+        t0 = time.monotonic()
+        say(f"{name}: building")
+        fn()
+        stamp.write_text(sig)
+        self.done.append(name)
+        say(f"{name}: done in {time.monotonic() - t0:.1f}s")
+
+
+def resolve_packages(refresh: bool) -> dict[str, str | None]:
+    """Pin the Debian packages the lab is built from (lab/build/packages.json)."""
+    pinned = BUILD / "packages.json"
+    if pinned.exists() and not refresh:
+        return json.loads(pinned.read_text())
+    host.ensure_arm64_index()
+    say("resolving kernel packages with apt-cache")
+    arm64 = host.kernel_package("linux-image-arm64:arm64")
+    matrix = None
+    for version in host.apt_versions("linux-image-arm64:arm64"):
+        candidate = host.kernel_package("linux-image-arm64:arm64", version)
+        if candidate != arm64:
+            matrix = candidate
+            break
+    if matrix is None:
+        say("WARNING: apt knows only one arm64 kernel ABI; the kernel-matrix .deb is the same kernel")
+    pkgs = {
+        "x86_64_kernel": host.kernel_package("linux-image-amd64"),
+        "arm64_kernel": arm64,
+        "arm64_matrix_kernel": matrix,
+        "arm64_busybox": "busybox-static:arm64",
+    }
+    BUILD.mkdir(parents=True, exist_ok=True)
+    pinned.write_text(json.dumps(pkgs, indent=2) + "\n")
+    say(f"packages: {pkgs}")
+    return pkgs
+
+
+def kver_of(tree: Path) -> str:
+    kvers = [d.name for d in (tree / "lib/modules").iterdir()]
+    if len(kvers) != 1:
+        raise LabError(f"expected one kernel in {tree}, found {kvers}")
+    return kvers[0]
+
+
+def build(force: bool = False, refresh: bool = False) -> list[str]:
+    t0 = time.monotonic()
+    host.ensure_host_packages()
+    pkgs = resolve_packages(refresh)
+    debs = {k: host.download(v) for k, v in pkgs.items() if v}
+    if pkgs["arm64_matrix_kernel"] is None:
+        debs["arm64_matrix_kernel"] = debs["arm64_kernel"]
+    trees = {k: host.extract(d) for k, d in debs.items()}
+    kx86 = kver_of(trees["x86_64_kernel"])
+    karm = kver_of(trees["arm64_kernel"])
+    kmat = kver_of(trees["arm64_matrix_kernel"])
+    arm_bb = trees["arm64_busybox"] / "bin/busybox"
+    step = Steps(force)
+    work = CACHE / "work"
+    x86, arm = BUILD / "x86_64", BUILD / "arm64"
+
+    def x86_images() -> None:
+        root = images.fresh(work / "x86-initramfs")
+        images.system_tree(root, HOST_BUSYBOX, tty="ttyS0", hostname="lab-x86_64", ps1=r"lab-x86_64:\w# ",
+                           label="lab x86_64 board")
+        images.add_modules(root, trees["x86_64_kernel"], kx86)
+        (root / "init").symlink_to("bin/busybox")  # busybox init as PID 1, straight from the initramfs
+        x86.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(trees["x86_64_kernel"] / f"boot/vmlinuz-{kx86}", x86 / "vmlinuz")
+        images.cpio_gz(root, x86 / "initramfs.cpio.gz")
+
+    step("x86_64-kernel+initramfs", [x86 / "vmlinuz", x86 / "initramfs.cpio.gz"], [debs["x86_64_kernel"]],
+         x86_images)
+
+    def arm_initrds() -> None:
+        arm.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(trees["arm64_kernel"] / f"boot/vmlinuz-{karm}", arm / "Image")
+        for name, init in (("initrd.gz", "initrd-init.sh"), ("android-ramdisk.gz", "android-init.sh")):
+            root = images.fresh(work / name)
+            images.busybox_tree(root, arm_bb)
+            for tree, kver in {(trees["arm64_kernel"], karm), (trees["arm64_matrix_kernel"], kmat)}:
+                images.add_modules(root, tree, kver)
+            for d in ("newroot", "system", "data"):
+                (root / d).mkdir(exist_ok=True)
+            shutil.copy2(FILES / init, root / "init")
+            images.cpio_gz(root, arm / name)
+
+    step("arm64-kernel+initrds", [arm / "Image", arm / "initrd.gz", arm / "android-ramdisk.gz"],
+         [debs["arm64_kernel"], debs["arm64_matrix_kernel"], debs["arm64_busybox"]], arm_initrds)
+
+    def system(name: str, hostname: str, label: str) -> Path:
+        root = images.fresh(work / name)
+        images.system_tree(root, arm_bb, tty="ttyAMA0", hostname=hostname, ps1=TEST_PS1, label=label)
+        return root
+
+    def master_disk() -> None:
+        boot = images.fresh(work / "master-boot")
+        shutil.copy2(arm / "Image", boot / "Image")
+        shutil.copy2(arm / "initrd.gz", boot / "initrd.gz")
+        shutil.copy2(FILES / "boot.cmd", boot / "boot.cmd")
+        host.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "lab master",
+                  "-d", str(boot / "boot.cmd"), str(boot / "boot.scr")])
+        root = system("master-root", "master", "lab master image")
+        content = {"master-boot": boot, "master-root": root}
+        parts = [Part(n, label, size, fs, content.get(label), bootable)
+                 for label, n, size, fs, bootable in MASTER_PARTS]
+        layout = images.disk(arm / "master.img", parts, work)
+        images.write(arm / "master-layout.json", json.dumps(layout, indent=2) + "\n")
+
+    step("arm64-master-disk", [arm / "master.img", arm / "master-layout.json"],
+         [arm / "Image", arm / "initrd.gz", MASTER_PARTS], master_disk)
+
+    def uboot() -> None:
+        data = UBOOT.read_bytes()
+        old, new = b"\0bootdelay=2\0", f"\0bootdelay={BOOTDELAY}\0".encode()
+        if data.count(old) != 1 or len(old) != len(new):
+            raise LabError(f"{UBOOT}: default environment has no unique 'bootdelay=2' to patch")
+        (BUILD / "u-boot").mkdir(parents=True, exist_ok=True)
+        (BUILD / "u-boot/u-boot.bin").write_bytes(data.replace(old, new))
+
+    step("u-boot-bootdelay", [BUILD / "u-boot/u-boot.bin"], [UBOOT, BOOTDELAY], uboot)
+
+    linaro = {
+        "hwpack": WWW / "hwpack_lab-arm64.tar.gz",
+        "rootfs": WWW / "rootfs_lab-linaro-arm64.tar.gz",
+        "hwpack_tar": WWW / "hwpack_lab-arm64.tar",
+        "rootfs_tar": WWW / "rootfs_lab-linaro-arm64.tar",
+        "image": WWW / "lab-linaro-arm64.img",
+        "image_gz": WWW / "lab-linaro-arm64.img.gz",
+    }
+
+    def linaro_image() -> None:
+        WWW.mkdir(parents=True, exist_ok=True)
+        hw = images.fresh(work / "hwpack")
+        shutil.copy2(arm / "Image", hw / "Image")
+        shutil.copy2(arm / "initrd.gz", hw / "initrd.gz")
+        images.write(hw / "HWPACK", "\n".join([
+            "FORMAT=lab-hwpack-1", "NAME=lab-arm64-virt", "ARCHITECTURE=arm64",
+            f"KERNEL_PACKAGE={pkgs['arm64_kernel'].split(':')[0]}", f"KERNEL_VERSION={karm}",
+            "KERNEL=Image", "INITRD=initrd.gz", ""]))
+        root = system("linaro-root", "linaro", "Linaro test image (lab)")
+        images.write(root / "etc/lava-test-image", f"lab linaro test image, kernel {karm}\n")
+        images.tarball(hw, linaro["hwpack_tar"])
+        images.tarball(hw, linaro["hwpack"], mode="w:gz")
+        images.tarball(root, linaro["rootfs_tar"])
+        images.tarball(root, linaro["rootfs"], mode="w:gz")
+        img_parts = [Part(1, "boot", 48, "ext4", hw, True), Part(2, "rootfs", 32, "ext4", root)]
+        images.disk(linaro["image"], img_parts, work)
+        with open(linaro["image"], "rb") as src, images.gzip.open(linaro["image_gz"], "wb", 6) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    step("linaro-test-image", list(linaro.values()), [arm / "Image", arm / "initrd.gz"], linaro_image)
+
+    android = {n: WWW / "android" / f"{n}.tar.bz2" for n in ("boot", "system", "userdata")}
+
+    def android_tarballs() -> None:
+        a = images.fresh(work / "android")
+        (a / "boot").mkdir()
+        shutil.copy2(arm / "Image", a / "boot/Image")
+        shutil.copy2(arm / "android-ramdisk.gz", a / "boot/initrd.gz")
+        images.write(a / "system/build.prop", "ro.build.display.id=lab-android-busybox\n"
+                     "ro.product.model=lab-arm64-virt\nro.build.version.release=lab\n")
+        images.write(a / "system/etc/mkshrc", "PS1='root@linaro: '\n")
+        images.write(a / "system/bin/getprop", "#!/bin/sh\n[ -n \"$1\" ] && sed -n \"s/^$1=//p\" "
+                     "/system/build.prop || sed 's/^\\([^=]*\\)=\\(.*\\)/[\\1]: [\\2]/' /system/build.prop\n",
+                     0o755)
+        images.write(a / "data/local/tmp/.keep", "")
+        images.write(a / "data/lab-userdata", "lab android userdata\n")
+        android["boot"].parent.mkdir(parents=True, exist_ok=True)
+        for name, top in (("boot", "boot"), ("system", "system"), ("userdata", "data")):
+            images.tarball(a / top, android[name], arcname=top, mode="w:bz2")
+
+    step("android-tarballs", list(android.values()), [arm / "Image", arm / "android-ramdisk.gz"],
+         android_tarballs)
+
+    matrix_deb = WWW / debs["arm64_matrix_kernel"].name
+
+    def matrix() -> None:
+        for old in WWW.glob("linux-image-*.deb"):
+            old.unlink()
+        try:
+            os.link(debs["arm64_matrix_kernel"], matrix_deb)
+        except OSError:
+            shutil.copy2(debs["arm64_matrix_kernel"], matrix_deb)
+
+    step("kernel-matrix-deb", [matrix_deb], [debs["arm64_matrix_kernel"]], matrix)
+
+    def index() -> None:
+        files = sorted(p for p in WWW.rglob("*") if p.is_file() and p.name not in ("SHA256SUMS",
+                                                                                  "artifacts.json"))
+        sums = []
+        for p in files:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            sums.append(f"{h.hexdigest()}  {p.relative_to(WWW)}")
+        images.write(WWW / "SHA256SUMS", "\n".join(sums) + "\n")
+        art = {k: v.name for k, v in linaro.items()}
+        art.update({f"android_{k}": f"android/{v.name}" for k, v in android.items()})
+        art.update({
+            "kernel_matrix_deb": matrix_deb.name,
+            "kernel_matrix_prefix": "linux-image-",
+            "kernel_matrix_version": kmat,
+            "hwpack_kernel_version": karm,
+            "kernel_matrix_distinct": kmat != karm,
+            "packages": pkgs,
+        })
+        images.write(WWW / "artifacts.json", json.dumps(art, indent=2) + "\n")
+
+    www_inputs = [linaro["image_gz"], linaro["rootfs"], android["boot"], matrix_deb]
+    step("www-index", [WWW / "SHA256SUMS", WWW / "artifacts.json"], www_inputs, index)
+    if step.done:
+        say(f"built {', '.join(step.done)} in {time.monotonic() - t0:.1f}s")
+    else:
+        say(f"up to date ({time.monotonic() - t0:.1f}s)")
+    return step.done
