@@ -234,3 +234,38 @@ def test_shell_control_commands(shell: tuple[SimShell, list[str]]) -> None:
     with pytest.raises(Logout):
         run(shell, "exit")
     assert run(shell, "dmesg -n1; stty -echo") == ("", 0)
+
+
+# -- with the harness's own plumbing -------------------------------------------------------
+
+
+def test_simlab_devices_drive_the_harness_console_shell_and_power(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from simlab import SimLab  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from pytest_lava.connections import open_connection
+    from pytest_lava.console import Console as HarnessConsole
+    from pytest_lava.deadline import Deadline
+    from pytest_lava.devices import load_devices
+    from pytest_lava.power import PowerControl
+    from pytest_lava.shell import ShellSession
+
+    with SimLab(2, tmp_path, boot_time=0.3) as lab:
+        lab.write_devices(tmp_path / "devices", tags=["fake"])
+        devices = load_devices(tmp_path / "devices").devices
+        assert sorted(devices) == ["sim-01", "sim-02"]
+        for name, device in devices.items():
+            assert device.device_type == "sim" and device.tags == ["fake"] and device.board_type == "master"
+            job = Deadline(60, f"job-{name}")
+            console = HarnessConsole(open_connection(device, job), name=name)
+            try:
+                PowerControl(device).reset(job.child(20, "power"))
+                shell = ShellSession(console, device.master_str)
+                shell.wait_for_prompt(job.child(30, "boot"))
+                result = shell.run("uname -n; false", job.child(10, "run"))
+                assert (result.output, result.status) == ("master", 1)
+            finally:
+                console.close()
+    assert all(board.proc.poll() is not None for board in lab.boards)
