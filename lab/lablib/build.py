@@ -197,7 +197,14 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
         images.tarball(hw, linaro["hwpack"], mode="w:gz")
         images.tarball(root, linaro["rootfs_tar"])
         images.tarball(root, linaro["rootfs"], mode="w:gz")
-        img_parts = [Part(1, "boot", 48, "ext4", hw, True), Part(2, "rootfs", 32, "ext4", root)]
+        imgboot = images.fresh(work / "img-boot")  # the .img also autoboots on its own (qemu boards)
+        for f in ("Image", "initrd.gz", "HWPACK"):
+            shutil.copy2(hw / f, imgboot / f)
+        images.write(imgboot / "boot.cmd", (FILES / "boot.cmd").read_text()
+                     .replace("the master image", "the Linaro test image"))
+        host.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "lab linaro",
+                  "-d", str(imgboot / "boot.cmd"), str(imgboot / "boot.scr")])
+        img_parts = [Part(1, "boot", 48, "ext4", imgboot, True), Part(2, "rootfs", 32, "ext4", root)]
         images.disk(linaro["image"], img_parts, work)
         with open(linaro["image"], "rb") as src, images.gzip.open(linaro["image_gz"], "wb", 6) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 from . import procs
 from .boards import BOARDS, HTTP_PORT, Board
