@@ -243,12 +243,17 @@ class BoardPool:
         request = _describe_request(target, device_type, tags)
         started = time.monotonic()
         announced = False
+        skipped: set[str] = set()
         rng = random.Random()
         while True:
             if health_check:
                 usable = candidates
             else:
                 usable = [d for d in candidates if not self.health.is_quarantined(d.name)]
+                newly = {d.name for d in candidates if d not in usable} - skipped
+                if newly and usable and log is not None:
+                    log(f"skipping quarantined board{'s' if len(newly) > 1 else ''} {', '.join(sorted(newly))}")
+                skipped |= newly
                 if not usable:
                     raise NoBoardAvailable(
                         f"no usable board for {request}: "

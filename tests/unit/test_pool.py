@@ -111,7 +111,7 @@ def test_waiting_for_a_busy_board_times_out_at_the_deadline_naming_the_holders(p
     with pytest.raises(NoBoardAvailable) as info:
         pool.acquire(target=None, device_type="x86", deadline=Deadline(0.5, "job-b"), log=logs.append)
     waited = time.monotonic() - t0
-    assert 0.5 <= waited < 3.0
+    assert 0.5 <= waited < 10.0  # generous: the machine may be busy
     message = str(info.value)
     assert "a board of type 'x86'" in message
     for name in ("x86-01", "x86-02", "x86-03"):
@@ -253,9 +253,12 @@ def test_quarantined_boards_are_skipped_and_health_checks_may_use_them(pool: Boa
         msg = health.record("x86-01", infrastructure_failure=True, health_check=False, passed=False,
                             threshold=3, reason="no prompt")
     assert msg is not None and "quarantined" in msg
+    logs: list[str] = []
     for _ in range(5):  # x86-01 is never picked while the others are free
-        with pool.acquire(target=None, device_type="x86", tags=["usb"], deadline=Deadline(1, "t")) as lease:
+        with pool.acquire(target=None, device_type="x86", tags=["usb"], deadline=Deadline(1, "t"),
+                          log=logs.append) as lease:
             assert lease.device.name == "x86-02"
+    assert logs == ["skipping quarantined board x86-01"] * 5
     with pytest.raises(NoBoardAvailable, match=r"x86-01 quarantined \(3 consecutive .*last: no prompt\)"):
         pool.acquire(target="x86-01", device_type=None, deadline=Deadline(10, "t"))
     check = pool.acquire(target="x86-01", device_type=None, deadline=Deadline(1, "t"), health_check=True)
