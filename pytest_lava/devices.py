@@ -22,6 +22,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import difflib
+import re
 import shlex
 import types
 import typing
@@ -98,8 +99,8 @@ def _load_yaml_layout(directory: Path) -> DeviceSet:
     defaults: dict[str, Any] = {}
     defaults_file = directory / "device-defaults.yaml"
     if defaults_file.exists():
-        defaults = _read_mapping(defaults_file, problems)
-    type_cache: dict[str, dict[str, Any] | None] = {}
+        defaults = _read_mapping(defaults_file, problems) or {}  # a broken file is reported, not used
+    type_cache: dict[str, tuple[Path | None, dict[str, Any] | None]] = {}
     result = DeviceSet(directory)
     for path in sorted(directory.glob("*.y*ml")):
         if path.name.startswith("device-defaults.") or path.suffix not in (".yaml", ".yml"):
@@ -115,21 +116,19 @@ def _load_yaml_layout(directory: Path) -> DeviceSet:
             continue
         if device_type not in type_cache:
             type_file = _find_type_file(directory / "device-types", device_type)
-            type_cache[device_type] = _read_mapping(type_file, problems) if type_file else None
-        type_data = type_cache[device_type]
-        if type_data is None and not (directory / "device-types" / f"{device_type}.yaml").exists():
+            type_cache[device_type] = (type_file, _read_mapping(type_file, problems) if type_file else None)
+        type_file, type_data = type_cache[device_type]
+        if type_file is None:
             known = sorted(p.stem for p in (directory / "device-types").glob("*.y*ml"))
             own.add("device_type", f"unknown device type {device_type!r}: no device-types/{device_type}.yaml"
                     + _hint(device_type, known))
             problems.extend(own.problems)
             continue
         name = str(data.get("hostname") or path.stem)
-        sources = [str(p) for p in (defaults_file, directory / "device-types" / f"{device_type}.yaml", path)
-                   if p.exists()]
+        sources = [str(p) for p in (defaults_file, type_file, path) if p.exists()]
         merged: dict[str, Any] = {}
         layer_files = {}
-        for layer, file in ((defaults, str(defaults_file)), (type_data or {}, sources[-2] if len(sources) > 1
-                                                                 else str(path)), (data, str(path))):
+        for layer, file in ((defaults, str(defaults_file)), (type_data or {}, str(type_file)), (data, str(path))):
             for key, value in layer.items():
                 merged[key] = value
                 layer_files[key] = file
@@ -201,8 +200,12 @@ def _load_ini_layout(directory: Path) -> DeviceSet:
         for key in parser.defaults():
             try:
                 values[_OLD_KEYS.get(key, key)] = parser["DEFAULT"][key]
+            except configparser.InterpolationMissingOptionError as exc:
+                problems.append(Problem(layer_files.get(_OLD_KEYS.get(key, key), str(path)), key,
+                                        f"%({exc.reference})s refers to a key that is not set"))
             except configparser.Error as exc:
-                problems.append(Problem(layer_files.get(key, str(path)), key, f"bad interpolation: {exc}"))
+                problems.append(Problem(layer_files.get(_OLD_KEYS.get(key, key), str(path)), key,
+                                        f"bad interpolation: {exc.message}"))
         values.pop("hostname", None)
         device = _build(name, values, layer_files, problems, ini=True)
         if device:
@@ -214,9 +217,31 @@ def _load_ini_layout(directory: Path) -> DeviceSet:
 
 
 def _ini_parser(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(interpolation=configparser.BasicInterpolation())
+    # strict=False: Python 2's ConfigParser let a key repeat in a file (the last one wins)
+    parser = configparser.ConfigParser(interpolation=_OldInterpolation(), strict=False)
     parser["DEFAULT"]["hostname"] = name
     return parser
+
+
+class _OldInterpolation(configparser.Interpolation):
+    """Python 2's ``ConfigParser`` interpolation, which the old dispatcher used: only a value that
+    contains ``%(`` is interpolated (a lone ``%`` in a bootloader command stays as written, where
+    Python 3's ``BasicInterpolation`` would reject it), names are case-insensitive, 10 levels deep."""
+
+    _KEY = re.compile(r"%\(([^)]*)\)s")
+
+    def before_get(self, parser: Any, section: str, option: str, value: str, defaults: Any) -> str:
+        for _ in range(10):
+            if not value or "%(" not in value:
+                return value
+            value = self._KEY.sub(lambda m: f"%({parser.optionxform(m.group(1))})s", value)
+            try:
+                value = value % defaults
+            except KeyError as exc:
+                raise configparser.InterpolationMissingOptionError(option, section, value, exc.args[0]) from None
+            except (ValueError, TypeError) as exc:
+                raise configparser.InterpolationSyntaxError(option, section, f"bad '%' in {value!r}: {exc}") from None
+        raise configparser.InterpolationDepthError(option, section, value)
 
 
 def _ini_read(parser: configparser.ConfigParser, path: Path, problems: list[Problem]) -> bool:
@@ -228,10 +253,15 @@ def _ini_read(parser: configparser.ConfigParser, path: Path, problems: list[Prob
         line = exc.errors[0][0] - 1 if getattr(exc, "errors", None) else None
         problems.append(Problem(str(path), "", "INI syntax error: a line is neither 'key = value' nor a "
                                 "continuation", line))
-    except configparser.Error as exc:
-        problems.append(Problem(str(path), "", f"INI error: {exc.message}", getattr(exc, "lineno", None)))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(str(path), "", f"cannot be read: {exc}"))
+    except configparser.Error as exc:  # the line numbers count the '[DEFAULT]' line added above
+        lineno = getattr(exc, "lineno", None)
+        reason = str(exc.message).replace(f"While reading from {str(path)!r} [line {lineno:2d}]: ", "") \
+            if lineno else exc.message
+        problems.append(Problem(str(path), "", f"INI error: {reason}", lineno - 1 if lineno else None))
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
+    except OSError as exc:
+        problems.append(Problem(str(path), "", f"cannot be read: {exc.strerror or exc}"))
     return False
 
 
@@ -294,9 +324,13 @@ def _convert(key: str, value: Any, ini: bool) -> Any:
     if value is None or (ini and value == "" and optional):
         return None if optional else _Bad("must not be empty")
     if base_origin is list:
+        if ini and isinstance(value, str) and key in LIST_SPLIT_KEYS:
+            try:
+                return split_old_list(value)
+            except ValueError as exc:  # shlex: "No closing quotation"
+                return _Bad(f"cannot be split into commands: {exc} in {value!r}")
         if ini and isinstance(value, str):
-            return split_old_list(value) if key in LIST_SPLIT_KEYS else [v.strip() for v in value.split(",")
-                                                                          if v.strip()]
+            return [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
             return _Bad(f"must be a list of strings, not {type(value).__name__}")
         return [str(v) for v in value]
