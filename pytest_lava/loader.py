@@ -67,7 +67,12 @@ def parse_text(text: str, name: str, *, json_syntax: bool) -> Document:
             mark = exc.problem_mark or exc.context_mark
             reason = f"YAML syntax error: {exc.problem or exc.context}"
             if mark is not None:
-                reason += f" (column {mark.column + 1})"
+                where = f"column {mark.column + 1}"
+                start = exc.context_mark
+                if exc.problem and exc.context and start is not None and start.line != mark.line:
+                    # an unclosed bracket or a bad indent is found later than where it begins
+                    where += f"; {exc.context} started on line {start.line + 1}"
+                reason += f" ({where})"
             return Document(name, problem=Problem(name, "", reason, mark.line + 1 if mark else None))
         except (yaml.YAMLError, RecursionError) as exc:
             return Document(name, problem=Problem(name, "", f"YAML error: {exc}"))
