@@ -81,7 +81,9 @@ class ActionSpec:
                 problems.add(f"{path}.{key}", _unknown(key, self))
                 continue
             if not _is(value, param.type):
-                problems.add(f"{path}.{key}", f"must be {param.type_name()}, not {_describe(value)}")
+                # never echo a secret, even a mistyped one
+                shown = type(value).__name__ if param.secret else _describe(value)
+                problems.add(f"{path}.{key}", f"must be {param.type_name()}, not {shown}")
                 continue
             if param.items is not None and isinstance(value, list):
                 for i, item in enumerate(value):
