@@ -6,7 +6,7 @@ PYTEST = $(PYTHON) -m pytest
 APT_PACKAGES = git
 STAMP = .make-stamps
 
-.PHONY: all deps lab demo test test-fast test-lab lint bench clean-lab lab-stop
+.PHONY: all deps lab demo test test-fast test-lab lint bench clean-lab lab-stop squad
 
 all: test
 
@@ -24,6 +24,10 @@ $(STAMP)/deps: pyproject.toml | $(STAMP)
 lab: deps
 	lab/labctl build
 
+# a real SQUAD server (its own venv, SQLite) for the integration tests of the SQUAD sink
+squad: deps
+	$(PYTHON) tests/integration/squad_server.py install
+
 lab-stop:
 	lab/labctl stop
 
@@ -33,7 +37,7 @@ demo: lab
 	lab/labctl serve
 	$(PYTEST) -p no:cacheprovider --lava-job $(DEMO_JOB) --lava-console -rA; rc=$$?; lab/labctl stop; exit $$rc
 
-test: deps lab lint
+test: deps lab lint squad
 	$(PYTEST) -m "not lab" -q -p no:cacheprovider
 	$(PYTEST) -m lab -q -p no:cacheprovider -rfE
 

@@ -281,7 +281,9 @@ class JobRun:
         for action in targets:
             params = action.parameters if action is not None else {}
             server = self.options.submit_override or params["server"]
-            token = resolve_token(params.get("token"), self.options.token)
+            # a job's own token never goes to a server the user substituted with --lava-submit
+            job_token = None if self.options.submit_override else params.get("token")
+            token = resolve_token(job_token, self.options.token)
             if token:
                 self.options.masker.add(token)
             target = SubmitTarget(server, stream=params.get("stream"), token=token,
