@@ -71,7 +71,7 @@ def _options(config: pytest.Config) -> LavaOptions:
         results_dir=(invocation / results).resolve(), device_override=config.getoption("lava_device"),
         validate=config.getoption("lava_validate"), console=config.getoption("lava_console"),
         submit=config.getoption("lava_submit"),
-        token=config.getoption("lava_token") or os.environ.get("LAVA_TOKEN") or None)
+        token=config.getoption("lava_token") or None)
 
 
 @pytest.hookimpl(tryfirst=True)

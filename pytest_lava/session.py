@@ -49,6 +49,7 @@ class LavaSession:
 
     def __post_init__(self) -> None:
         self.masker.add(self.options.token)
+        self.masker.add(os.environ.get("LAVA_TOKEN"))  # the submit sinks' last-resort token
 
     # -- inputs -----------------------------------------------------------------------------
 
