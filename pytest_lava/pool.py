@@ -97,6 +97,9 @@ class Lease:
             pass
         os.close(fd)  # closing the descriptor drops the flock
 
+    def __del__(self) -> None:  # a lease dropped without release() must not hold the board forever
+        self.release()
+
     def __enter__(self) -> Lease:
         return self
 

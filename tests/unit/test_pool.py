@@ -103,6 +103,11 @@ def test_two_leases_in_one_process_never_share_a_board(pool: BoardPool) -> None:
     assert pool.status()["arm-01"]["busy"] is False
 
 
+def test_a_forgotten_lease_is_released_when_collected(pool: BoardPool) -> None:
+    pool.acquire(target="arm-01", device_type=None, deadline=Deadline(1, "t"))  # result dropped
+    assert pool.status()["arm-01"]["busy"] is False
+
+
 def test_waiting_for_a_busy_board_times_out_at_the_deadline_naming_the_holders(pool: BoardPool) -> None:
     held = [pool.acquire(target=None, device_type="x86", deadline=Deadline(1, "t"), job="job-a")
             for _ in range(3)]
