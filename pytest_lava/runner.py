@@ -116,6 +116,8 @@ class JobRun:
         self.next_index = 0  # actions before this index have run
         self.fatal: LavaError | None = None  # a failed setup action: later items are errors
         self.infrastructure_failed = False
+        self.infrastructure_reason = ""
+        self.failed_cases = 0
         self.finished = False
         self.bundle_path: Path | None = None
         self.submit_ok = True
@@ -162,6 +164,7 @@ class JobRun:
         try:
             self.lease = self.pool.acquire(target=self.plan.target,
                                            device_type=None if self.plan.target else self.plan.boards[0].device_type,
+                                           tags=_device_tags(self.job), job=self.job.name,
                                            deadline=self.deadline.child(None, "acquire board"),
                                            health_check=self.job.health_check, log=self.note)
         except LavaError as exc:
@@ -229,6 +232,7 @@ class JobRun:
                 f"{action.command} crashed: {type(exc).__name__}: {exc}", details=traceback.format_exc())
             if isinstance(exc, InfrastructureError):
                 self.infrastructure_failed = True
+                self.infrastructure_reason = _first_line(str(exc))
             if action.kind == SETUP or (isinstance(exc, InfrastructureError) and not isinstance(exc, TestFailure)
                                         and action.kind == SETUP):
                 self.fatal = wrapped
@@ -237,6 +241,7 @@ class JobRun:
             raise wrapped from exc
         duration = time.monotonic() - start
         failed = [c for c in ctx.cases if c.result == "fail"]
+        self.failed_cases += len(failed)
         self.results.add_action(action.test_case_id, "pass", duration=duration, metadata=action.metadata)
         self.note(f"[ACTION-E] {action.command} is finished successfully ({duration:.1f} s"
                   + (f", {len(ctx.cases)} test cases, {len(failed)} failed)" if ctx.cases else ")"))
@@ -299,14 +304,21 @@ class JobRun:
     def _record_health(self) -> None:
         if self.lease is None:
             return
-        from .health import BoardHealth
-
         device = self.lease.device
-        message = BoardHealth(self.options.state_dir).record(
+        # a health check passes only when every action and every test case passed
+        passed = self.fatal is None and (self.failed_cases == 0 or not self.job.health_check)
+        message = self.pool.health.record(
             device.name, infrastructure_failure=self.infrastructure_failed, health_check=self.job.health_check,
-            passed=self.fatal is None, threshold=device.health_failure_threshold)
+            passed=passed, threshold=device.health_failure_threshold, reason=self.infrastructure_reason,
+            job=self.job.name)
         if message:
             self.note(message)
+
+
+def _device_tags(job: Job) -> list[str]:
+    """The scheduler's ``device_tags`` (a job's ``tags`` label its results, not the board)."""
+    tags = job.data.get("device_tags", [])
+    return [str(t) for t in tags] if isinstance(tags, list) else []
 
 
 def _first_line(text: str) -> str:
