@@ -85,6 +85,11 @@ class ActionSpec:
                 shown = type(value).__name__ if param.secret else _describe(value)
                 problems.add(f"{path}.{key}", f"must be {param.type_name()}, not {shown}")
                 continue
+            if key == "timeout" and value <= 0 and value != -1:
+                # -1 was the old dispatcher's "the default" (pexpect's); 0 or less would end at once
+                problems.add(f"{path}.{key}", f"must be a positive number of seconds (or -1 for the action's "
+                                              f"default), not {value}")
+                continue
             if param.items is not None and isinstance(value, list):
                 for i, item in enumerate(value):
                     if not _is(item, param.items):
