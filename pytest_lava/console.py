@@ -18,16 +18,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from .connections import Connection, ConnectionLost
 from .consolelog import ConsoleLog
 from .deadline import Deadline, DeadlineExceeded
 from .device import DEFAULT_DEATH_STRINGS
-from .errors import InfrastructureError
-
-PatternLike = str | bytes | re.Pattern[str] | re.Pattern[bytes]
-Patterns = PatternLike | Sequence[PatternLike]
+from .errors import InfrastructureError, LavaBug
+from .matching import ConsoleMatch, Patterns, TextMatch, Waiter, as_matchers
 
 __all__ = [
     "DEFAULT_DEATH_STRINGS",
@@ -37,10 +34,10 @@ __all__ = [
     "ConsoleInactivity",
     "ConsoleMatch",
     "ConsoleTimeout",
+    "TextMatch",
 ]
 
 _ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
-_REGEX_META = frozenset("\\.^$*+?{}[]|()")
 
 
 class ConsoleTimeout(DeadlineExceeded):
@@ -68,92 +65,6 @@ def clean_text(data: bytes | str) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = text.replace("\r\n", "\n").replace("\r", "")
     return _ANSI.sub("", text)
-
-
-class TextMatch:
-    """A ``re.Match`` over console bytes whose groups read as ``str`` (UTF-8, replacement)."""
-
-    def __init__(self, raw: re.Match[bytes] | None, text: bytes) -> None:
-        self.raw = raw
-        self._text = text
-
-    def group(self, *args: int | str) -> Any:
-        if self.raw is None:
-            return self._text.decode("utf-8", "replace") if not args or args == (0,) else None
-        value = self.raw.group(*args)
-        if isinstance(value, tuple):
-            return tuple(v.decode("utf-8", "replace") if v is not None else None for v in value)
-        return value.decode("utf-8", "replace") if value is not None else None
-
-    def __getitem__(self, key: int | str) -> str | None:
-        return self.group(key)
-
-    def groups(self, default: str | None = None) -> tuple[str | None, ...]:
-        if self.raw is None:
-            return ()
-        return tuple(g.decode("utf-8", "replace") if g is not None else default for g in self.raw.groups())
-
-    def groupdict(self, default: str | None = None) -> dict[str, str | None]:
-        if self.raw is None:
-            return {}
-        return {
-            k: v.decode("utf-8", "replace") if v is not None else default for k, v in self.raw.groupdict().items()
-        }
-
-
-@dataclass
-class ConsoleMatch:
-    """What :meth:`Console.expect` found: which pattern, the match, and the text before it."""
-
-    index: int
-    match: TextMatch
-    before: str
-    start: int  # absolute stream offsets of the match
-    end: int
-    pattern: str = ""
-
-    @property
-    def text(self) -> str:
-        return self.match.group(0)
-
-    def group(self, *args: int | str) -> Any:
-        return self.match.group(*args)
-
-
-@dataclass
-class _Matcher:
-    """One compiled pattern: a literal (searched with ``bytes.find``) or a bytes regex."""
-
-    source: str
-    literal: bytes | None = None
-    regex: re.Pattern[bytes] | None = None
-
-    @classmethod
-    def of(cls, pattern: PatternLike) -> _Matcher:
-        if isinstance(pattern, re.Pattern):
-            src = pattern.pattern
-            flags = pattern.flags & ~re.UNICODE
-            bsrc = src.encode("utf-8") if isinstance(src, str) else src
-            return cls(repr(pattern.pattern), regex=re.compile(bsrc, flags))
-        bsrc = pattern.encode("utf-8") if isinstance(pattern, str) else pattern
-        shown = pattern if isinstance(pattern, str) else pattern.decode("utf-8", "replace")
-        if not any(chr(c) in _REGEX_META for c in bsrc):
-            return cls(repr(shown), literal=bsrc)
-        return cls(repr(shown), regex=re.compile(bsrc))
-
-    def search(self, data: bytes) -> tuple[int, int, re.Match[bytes] | None] | None:
-        if self.literal is not None:
-            i = data.find(self.literal)
-            return None if i < 0 else (i, i + len(self.literal), None)
-        assert self.regex is not None
-        m = self.regex.search(data)
-        return None if m is None else (m.start(), m.end(), m)
-
-
-def _as_list(patterns: Patterns) -> list[PatternLike]:
-    if isinstance(patterns, str | bytes | re.Pattern):
-        return [patterns]
-    return list(patterns)
 
 
 @dataclass
@@ -206,6 +117,7 @@ class Console:
         self._closed = False
         self._close_reason = ""
         self._death_cache: dict[tuple[str, ...], list[bytes]] = {}
+        self._waiter: Waiter | None = None
         self._reader = threading.Thread(target=self._read_loop, name=f"console-reader:{name}", daemon=True)
         self._reader.start()
 
@@ -232,12 +144,15 @@ class Console:
                 self._last_rx = time.monotonic()
                 self.stats.bytes_read += len(data)
                 self.stats.chunks += 1
+                waiter = self._waiter
+                # the pending expect() is searched here, in place: its thread sleeps until a hit
+                if waiter is None or waiter.scan(buf, self._base, self._pos):
+                    cond.notify_all()
                 if len(buf) > self.capacity:
                     drop = len(buf) - self.capacity // 2
                     del buf[:drop]
                     self._base += drop
                     self.stats.trimmed += drop
-                cond.notify_all()
         log.flush()
 
     def _reconnect(self, exc: ConnectionLost) -> bool:
@@ -285,109 +200,75 @@ class Console:
         Raises :class:`ConsoleTimeout`, :class:`ConsoleInactivity`, :class:`ConsoleDeath`,
         :class:`ConsoleClosed`.
         """
-        matchers = [_Matcher.of(p) for p in _as_list(patterns)]
+        matchers = as_matchers(patterns)
         if not matchers:
             raise ValueError("expect() needs at least one pattern")
         desc = matchers[0].source if len(matchers) == 1 else "[" + ", ".join(m.source for m in matchers) + "]"
         node = Deadline.coerce(deadline, f"expect {desc}")
         deaths = self._death_needles(tuple(self.death_strings if death_strings is None else death_strings))
-        overlap = self.window
         cond = self._cond
         started = time.monotonic()
         with cond:
-            scanned = self._pos
-        while True:
-            with cond:
-                end = self._base + len(self._buf)
-                region_start = max(self._base, self._pos, scanned - overlap)
-                chunk = bytes(self._buf[region_start - self._base :]) if end > scanned else None
-                error, closed = self._error, self._closed
-            if chunk is not None:
-                found = self._search(chunk, matchers, deaths)
-                if found is not None:
-                    return self._found(found, region_start, chunk, matchers, node, desc)
-                scanned = end
-            if closed:
-                raise ConsoleClosed(
-                    f"{node.path}: console {self.name} closed while waiting for {desc}"
-                    f"{': ' + self._close_reason if self._close_reason else ''}",
-                    details=self._context(),
-                )
-            if error is not None:
-                raise ConsoleClosed(f"{node.path}: {error.message}", details=self._context())
-            now = time.monotonic()
-            remaining = node.remaining()
-            if remaining <= 0:
-                raise self._timeout(node, desc)
-            wait = remaining
-            if inactivity is not None:
-                silent = now - max(self._last_rx, started)
-                if silent >= inactivity:
-                    raise ConsoleInactivity(
-                        f"{node.path}: board silent for {silent:.1f} s (inactivity limit {inactivity:g} s)"
-                        f" while waiting for {desc} on {self.name}",
-                        path=node.path,
-                        details=self._context(),
-                    )
-                wait = min(wait, inactivity - silent + 0.001)
-            with cond:
-                if self._base + len(self._buf) == end and not self._closed and self._error is None:
+            if self._waiter is not None:
+                raise LavaBug(f"{self.name}: expect() called from two threads at once")
+            waiter = Waiter(matchers, deaths, scanned=self._pos, window=self.window)
+            waiter.scan(self._buf, self._base, self._pos)  # what already arrived
+            self._waiter = waiter
+            try:
+                while waiter.hit is None:
+                    if self._closed:
+                        raise ConsoleClosed(
+                            f"{node.path}: console {self.name} closed while waiting for {desc}"
+                            f"{': ' + self._close_reason if self._close_reason else ''}",
+                            details=self._context(locked=True),
+                        )
+                    if self._error is not None:
+                        raise ConsoleClosed(f"{node.path}: {self._error.message}", details=self._context(locked=True))
+                    remaining = node.remaining()
+                    if remaining <= 0:
+                        raise self._timeout(node, desc)
+                    wait = remaining
+                    if inactivity is not None:
+                        silent = time.monotonic() - max(self._last_rx, started)
+                        if silent >= inactivity:
+                            raise ConsoleInactivity(
+                                f"{node.path}: board silent for {silent:.1f} s (inactivity limit {inactivity:g} s)"
+                                f" while waiting for {desc} on {self.name}",
+                                path=node.path,
+                                details=self._context(locked=True),
+                            )
+                        wait = min(wait, inactivity - silent + 0.001)
                     cond.wait(wait)
-
-    @staticmethod
-    def _search(
-        chunk: bytes, matchers: list[_Matcher], deaths: list[bytes]
-    ) -> tuple[int, int, int, re.Match[bytes] | None] | None:
-        """Earliest hit in ``chunk``: (index, start, end, match); index -1 means a death string."""
-        best: tuple[int, int, int, re.Match[bytes] | None] | None = None
-        for i, m in enumerate(matchers):
-            hit = m.search(chunk)
-            if hit is not None and (best is None or hit[0] < best[1]):
-                best = (i, hit[0], hit[1], hit[2])
-        for j, needle in enumerate(deaths):
-            k = chunk.find(needle)
-            if k >= 0 and (best is None or k < best[1]):  # a tie goes to the pattern
-                best = (-1 - j, k, k + len(needle), None)
-        return best
-
-    def _found(
-        self,
-        found: tuple[int, int, int, re.Match[bytes] | None],
-        region_start: int,
-        chunk: bytes,
-        matchers: list[_Matcher],
-        node: Deadline,
-        desc: str,
-    ) -> ConsoleMatch:
-        index, s, e, raw = found
-        abs_start, abs_end = region_start + s, region_start + e
-        if index < 0:
-            self._die(node, desc, abs_start, abs_end, chunk[s:e].decode("utf-8", "replace"))
-        with self._cond:
-            lo = max(self._pos, self._base)
-            before = bytes(self._buf[lo - self._base : max(lo, abs_start) - self._base])
-            self._pos = abs_end
-        return ConsoleMatch(
-            index=index,
-            match=TextMatch(raw, chunk[s:e]),
-            before=before.decode("utf-8", "replace"),
-            start=abs_start,
-            end=abs_end,
-            pattern=matchers[index].source,
-        )
+            finally:
+                self._waiter = None
+            hit = waiter.hit
+            if hit.index >= 0:
+                lo = max(self._pos, self._base)
+                before = bytes(self._buf[lo - self._base : max(lo, hit.start) - self._base])
+                self._pos = hit.end
+                return ConsoleMatch(
+                    index=hit.index,
+                    match=hit.match,
+                    before=before.decode("utf-8", "replace"),
+                    start=hit.start,
+                    end=hit.end,
+                    pattern=matchers[hit.index].source,
+                )
+            self._die(node, desc, hit.start, hit.end, hit.match.group(0))
+            raise LavaBug("unreachable")  # _die raises
 
     def _die(self, node: Deadline, desc: str, abs_start: int, abs_end: int, death: str) -> None:
+        """Raise ConsoleDeath (called with the lock held, no waiter registered)."""
         # give the board a moment to print the rest of the oops/panic, for the message
         gather_until = time.monotonic() + min(0.3, node.remaining())
-        with self._cond:
-            while time.monotonic() < gather_until and not self._closed:
-                tail = self._buf[abs_end - self._base :] if abs_end >= self._base else b""
-                if tail.count(b"\n") >= 12:
-                    break
-                self._cond.wait(gather_until - time.monotonic())
-            lo = max(self._base, abs_start - 2048)
-            around = bytes(self._buf[lo - self._base : min(len(self._buf), abs_end - self._base + 4096)])
-            self._pos = max(self._pos, abs_end)
+        while time.monotonic() < gather_until and not self._closed:
+            tail = self._buf[abs_end - self._base :] if abs_end >= self._base else b""
+            if tail.count(b"\n") >= 12:
+                break
+            self._cond.wait(gather_until - time.monotonic())
+        lo = max(self._base, abs_start - 2048)
+        around = bytes(self._buf[lo - self._base : min(len(self._buf), abs_end - self._base + 4096)])
+        self._pos = max(self._pos, abs_end)
         lines = clean_text(around).splitlines()
         # the line holding the death string, with a few before and the ones after
         idx = next((i for i, line in enumerate(lines) if death in line), len(lines) - 1)
@@ -401,11 +282,11 @@ class Console:
 
     def _timeout(self, node: Deadline, desc: str) -> ConsoleTimeout:
         base = node.exceeded(f"waiting for {desc} on {self.name}")
-        return ConsoleTimeout(base.message, path=node.path, details=self._context())
+        return ConsoleTimeout(base.message, path=node.path, details=self._context(locked=True))
 
-    def _context(self, lines: int = 20) -> str:
-        self.log.flush()
-        return f"last console lines:\n{self.tail(lines)}\nconsole log: {self.log.path}"
+    def _context(self, lines: int = 20, *, locked: bool = False) -> str:
+        tail = self._tail_locked(lines) if locked else self.tail(lines)
+        return f"last console lines:\n{tail}\nconsole log: {self.log.path}"
 
     # -- positions, tail ----------------------------------------------------------------------------
     def mark(self) -> int:
@@ -433,8 +314,12 @@ class Console:
         return clean_text(data)
 
     def tail(self, lines: int = 20) -> str:
+        """The last ``lines`` console lines as clean text."""
         with self._cond:
-            data = bytes(self._buf[-max(4096, lines * 200) :])
+            return self._tail_locked(lines)
+
+    def _tail_locked(self, lines: int) -> str:
+        data = bytes(self._buf[-max(4096, lines * 200) :])
         return "\n".join(clean_text(data).splitlines()[-lines:])
 
     @property

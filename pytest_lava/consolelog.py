@@ -14,9 +14,11 @@ thread-safe callback that prefixes each line with the board name.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -49,7 +51,7 @@ class ConsoleLog:
         board: str = "board",
         live: LiveCallback | None = None,
         flush_interval: float = 0.5,
-        buffer_size: int = 256 * 1024,
+        buffer_size: int = 64 * 1024,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.board = board
@@ -62,13 +64,13 @@ class ConsoleLog:
         self._last_flush = time.monotonic()
         self._live_partial = b""
         self.bytes_logged = 0
-        self._file = None
+        self._writer: _FileWriter | None = None
+        self._out = bytearray()  # pending output, handed to the writer in batches of >= buffer_size
+        self.buffer_size = buffer_size
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab", buffering=buffer_size)  # noqa: SIM115 - long-lived
-            self._file.write(
-                f"# console log of {board}, opened {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n".encode()
-            )
+            self._writer = _FileWriter(self.path)
+            self._out += f"# console log of {board}, opened {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n".encode()
 
     # -- hot path -----------------------------------------------------------------------------
     def _timestamp(self, now: float) -> bytes:
@@ -86,23 +88,25 @@ class ConsoleLog:
             now = time.time()
         with self._lock:
             self.bytes_logged += len(data)
-            if self._file is not None:
+            if self._writer is not None:
                 text = self._partial + data
                 cut = text.rfind(b"\n") + 1
                 if cut:
                     stamp = self._timestamp(now)
-                    body = text[:cut]
-                    if b"\r" in body:
-                        body = body.replace(b"\r\n", b"\n").replace(b"\r", b"")
-                    # the first line gets the stamp here, the others through the replace
-                    self._file.write(stamp + body[:-1].replace(b"\n", b"\n" + stamp) + b"\n")
+                    # no CRs in the log (C-speed delete); the first line gets the stamp here,
+                    # the others through the replace: no Python work per line
+                    body = text[: cut - 1].translate(None, b"\r")
+                    out = self._out
+                    out += stamp
+                    out += body.replace(b"\n", b"\n" + stamp)
+                    out += b"\n"
                     self._partial = text[cut:]
                 else:
                     self._partial = text
                 if len(self._partial) > 65536:  # a line that never ends: write it out anyway
-                    self._file.write(self._timestamp(now) + self._partial + b"\n")
+                    self._out += self._timestamp(now) + self._partial.translate(None, b"\r") + b"\n"
                     self._partial = b""
-                if now - self._last_flush >= self.flush_interval:
+                if len(self._out) >= self.buffer_size or time.monotonic() - self._last_flush >= self.flush_interval:
                     self._flush_locked()
             if self.live is not None:
                 self._feed_live(data)
@@ -127,12 +131,12 @@ class ConsoleLog:
         """A harness event line, e.g. ``power on: ['pdu', 'on', '3'] -> 0``."""
         now = time.time()
         with self._lock:
-            if self._file is not None:
+            if self._writer is not None:
                 if self._partial:  # keep the console's incomplete line readable
-                    self._file.write(self._timestamp(now) + self._partial.replace(b"\r", b"") + b"\n")
+                    self._out += self._timestamp(now) + self._partial.translate(None, b"\r") + b"\n"
                     self._partial = b""
                 for line in message.splitlines() or [""]:
-                    self._file.write(self._timestamp(now) + b"[lava] " + line.encode("utf-8", "replace") + b"\n")
+                    self._out += self._timestamp(now) + b"[lava] " + line.encode("utf-8", "replace") + b"\n"
                 self._flush_locked()
         if self.live is not None:
             for line in message.splitlines():
@@ -141,23 +145,95 @@ class ConsoleLog:
                 except Exception:
                     self.live = None
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self, wait: bool = False) -> None:
         self._last_flush = time.monotonic()
-        if self._file is not None:
-            self._file.flush()
+        if self._writer is not None:
+            if self._out:
+                data, self._out = self._out, bytearray()
+                self._writer.put(data)
+            if wait:
+                self._writer.drain()
 
     def flush(self) -> None:
+        """Hand pending lines to the writer and wait until they are in the file."""
         with self._lock:
-            self._flush_locked()
+            self._flush_locked(wait=True)
+
+    @property
+    def write_error(self) -> str:
+        return self._writer.error if self._writer is not None else ""
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
+            if self._writer is not None:
                 if self._partial:
-                    self._file.write(self._timestamp(time.time()) + self._partial + b"\n")
+                    self._out += self._timestamp(time.time()) + self._partial.translate(None, b"\r") + b"\n"
                     self._partial = b""
-                self._file.close()
-                self._file = None
+                self._flush_locked()
+                self._writer.close()
+                self._writer = None
 
     def __repr__(self) -> str:
         return f"<ConsoleLog {self.board} {self.path}>"
+
+
+class _FileWriter:
+    """Writes the log file from its own thread, so disk time overlaps the console's work (the
+    write syscall releases the GIL). Bounded: ``put`` waits when ``max_pending`` bytes are queued,
+    so a slow disk slows the console down instead of eating memory; nothing is dropped."""
+
+    def __init__(self, path: Path, max_pending: int = 8 * 1024 * 1024) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self.max_pending = max_pending
+        self.error = ""
+        self._queue: deque[bytes | bytearray] = deque()
+        self._pending = 0
+        self._busy = False
+        self._closing = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"console-log:{path.name}", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes | bytearray) -> None:
+        with self._cond:
+            while self._pending > self.max_pending and self._thread.is_alive():
+                self._cond.wait(1.0)
+            self._queue.append(data)
+            self._pending += len(data)
+            self._cond.notify_all()
+
+    def drain(self, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        with self._cond:
+            while (self._queue or self._busy) and self._thread.is_alive():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                data = self._queue.popleft()
+                self._busy = True
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+            except OSError as exc:  # a full disk must not kill the console; keep the reason
+                self.error = self.error or str(exc)
+            with self._cond:
+                self._busy = False
+                self._pending -= len(data)
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+        os.close(self.fd)
