@@ -76,6 +76,9 @@ class ActionSpec:
             problems.add(path, f"must be a mapping of parameters, not {type(parameters).__name__}")
             return
         for key, value in parameters.items():
+            if not isinstance(key, str):  # YAML allows `{0: x}`
+                problems.add(f"{path}.{key}", f"a parameter name must be a string, not {_describe(key)}")
+                continue
             param = self.params.get(key)
             if param is None:
                 problems.add(f"{path}.{key}", _unknown(key, self))
