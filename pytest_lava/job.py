@@ -8,6 +8,7 @@ reason.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,8 +139,8 @@ def job_from_document(doc: Document, path: Path) -> Job:
         problems.add("timeout", "is required (the job timeout in seconds)")
     elif isinstance(timeout, bool) or not isinstance(timeout, int | float):
         problems.add("timeout", f"must be a number of seconds, not {_kind(timeout)}")
-    elif timeout <= 0:
-        problems.add("timeout", f"must be positive, not {timeout}")
+    elif not math.isfinite(timeout) or timeout <= 0:  # YAML .inf/.nan, JSON 1e400
+        problems.add("timeout", f"must be a positive number of seconds, not {timeout}")
 
     for key in ("job_name", "target", "device_type"):
         if key in data and not isinstance(data[key], str):
