@@ -1,0 +1,203 @@
+"""Fixtures for tests that boot the emulated lab (lab/labctl), reusable by other test files.
+
+    lab_built      session: `lab/labctl build` ran and succeeded (cached: seconds when up to date)
+    x86_board      session: x86-01 started; yields LabBoard(name, device dict); stopped at the end
+    arm64_board    session: arm64-01 likewise
+    RawConsole     a small raw-socket console client (reconnects after a power cycle)
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LABCTL = REPO / "lab" / "labctl"
+DEVICES = REPO / "devices"
+BUILD_TIMEOUT = 1800
+
+
+def labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run lab/labctl with cwd = repository root (as device power commands are run)."""
+    return subprocess.run([sys.executable, str(LABCTL), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def device(name: str) -> dict[str, Any]:
+    """A lab board's device file merged over its device type (flat keys, as devices.py reads them)."""
+    own = yaml.safe_load((DEVICES / f"{name}.yaml").read_text())
+    merged = dict(yaml.safe_load((DEVICES / "device-types" / f"{own['device_type']}.yaml").read_text()))
+    merged.update(own)
+    merged["name"] = name
+    return merged
+
+
+def run_command(command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A device power command: plain argv (never a shell), cwd = repository root."""
+    import shlex
+
+    return subprocess.run(shlex.split(command), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+class ConsoleTimeout(AssertionError):
+    pass
+
+
+@dataclass
+class RawConsole:
+    """Raw TCP console (socket://host:port). expect() reconnects when the far end closes
+    (ser2net drops clients when the board's QEMU is restarted or not yet listening)."""
+
+    url: str
+    log: list[bytes] = field(default_factory=list)
+    sock: socket.socket | None = None
+    buf: bytes = b""
+    before: str = ""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        m = re.fullmatch(r"socket://([^:]+):(\d+)", self.url)
+        assert m, f"not a socket:// URL: {self.url}"
+        return m.group(1), int(m.group(2))
+
+    def connect(self, timeout: float = 30) -> None:
+        self.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.create_connection(self.address, timeout=5)
+                self.sock.settimeout(0.2)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+    def send(self, data: str) -> None:
+        if self.sock is None:
+            self.connect()
+        assert self.sock is not None
+        self.sock.sendall(data.encode())
+
+    def sendline(self, line: str = "") -> None:
+        self.send(line + "\n")
+
+    def expect(self, pattern: str, timeout: float) -> re.Match[bytes]:
+        """Wait for pattern in output received since the last match; returns the match."""
+        rx = re.compile(pattern.encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.buf)
+            if m:
+                self.before = self.buf[:m.start()].decode(errors="replace")
+                self.buf = self.buf[m.end():]
+                return m
+            if time.monotonic() > deadline:
+                tail = self.buf[-1500:].decode(errors="replace")
+                raise ConsoleTimeout(f"{pattern!r} not seen within {timeout:.0f}s on {self.url}; last output:\n{tail}")
+            if self.sock is None:
+                self.connect(timeout=max(1.0, deadline - time.monotonic()))
+            assert self.sock is not None
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:  # dropped: the board's QEMU was restarted or is not listening yet
+                self.close()
+                time.sleep(0.2)
+                continue
+            self.log.append(data)
+            self.buf += data
+
+    def expect_prompt(self, pattern: str, timeout: float, poke: float = 10.0) -> re.Match[bytes]:
+        """Reach a shell prompt on a board that may already be booted: send a newline every
+        `poke` seconds of silence-without-a-match until the prompt shows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.expect(pattern, min(poke, max(0.1, deadline - time.monotonic())))
+            except ConsoleTimeout:
+                if time.monotonic() > deadline:
+                    raise
+                self.sendline("")
+
+    def run(self, command: str, prompt: str, timeout: float = 60) -> tuple[int, str]:
+        """Run a shell command; return (exit status, output). The prompt is matched afterwards."""
+        self.buf = b""
+        # the quotes keep the echoed command line from matching the markers
+        self.sendline(f'echo "@@B""EGIN@@"; {command}; echo "@@R""C=$?@@"')
+        self.expect(r"@@BEGIN@@\r?\n", timeout)
+        m = self.expect(r"@@RC=(\d+)@@", timeout)
+        out = self.before
+        self.expect(prompt, 30)
+        return int(m.group(1)), out.replace("\r", "")
+
+    def transcript(self) -> str:
+        return b"".join(self.log).decode(errors="replace")
+
+
+@dataclass
+class LabBoard:
+    name: str
+    device: dict[str, Any]
+
+    def console(self) -> RawConsole:
+        return RawConsole(self.device["connection"])
+
+
+@pytest.fixture(scope="session")
+def lab_built() -> Path:
+    """The lab is built (runs `lab/labctl build`, which is cached and prints 'up to date')."""
+    p = labctl("build", timeout=BUILD_TIMEOUT)
+    assert p.returncode == 0, f"lab/labctl build failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return REPO / "lab" / "build"
+
+
+def _board(name: str) -> Any:
+    p = labctl("start", name)
+    assert p.returncode == 0, f"lab/labctl start {name} failed:\n{p.stdout}\n{p.stderr}"
+    try:
+        yield LabBoard(name, device(name))
+    finally:
+        labctl("stop", name)
+
+
+@pytest.fixture(scope="session")
+def x86_board(lab_built: Path) -> Any:
+    yield from _board("x86-01")
+
+
+@pytest.fixture(scope="session")
+def arm64_board(lab_built: Path) -> Any:
+    yield from _board("arm64-01")
+
+
+class LabTools:
+    """The helpers above, as a fixture (test modules cannot import a conftest by name)."""
+
+    repo = REPO
+    labctl = staticmethod(labctl)
+    device = staticmethod(device)
+    run_command = staticmethod(run_command)
+    RawConsole = RawConsole
+
+
+@pytest.fixture(scope="session")
+def lab_tools() -> LabTools:
+    return LabTools()
