@@ -16,3 +16,7 @@ def implements(name: str):
         return fn
 
     return register
+
+
+from . import lava_test  # noqa: E402,F401  (after `implements` exists: no import cycle)
+from . import apt, boot, deploy  # noqa: E402,F401  (master-image and qemu boards)

@@ -1,0 +1,358 @@
+"""``lava_test_install``, ``lava_test_run`` and ``lava_test_shell``.
+
+Job-scoped state, in ``ctx.state`` (documented in docs/testdefs.md):
+
+* ``ctx.state["lava_test"]`` — a :class:`LavaTestState` owned by this module: registered and
+  installed definitions, and the installs still to do on the booted test image;
+* read: ``ctx.state["booted"]`` — ``"master"`` when the master image is up (then installs go into
+  the test root filesystem from the master), anything else truthy when the test image is up;
+  ``ctx.state["testrootfs_mount"]`` — where the master board type has already mounted
+  ``testrootfs`` (otherwise this module mounts ``ctx.device.partitions["testrootfs"]`` itself);
+* written: ``ctx.state["booted"] = None`` when a hung test could not be interrupted, so that the
+  next ``ctx.test_shell()`` reboots into the test image.
+
+Each test case becomes its own :class:`CaseResult` in ``ctx.cases`` (its own pytest report) and
+each definition run a :class:`TestRun` of the bundle, as the device-side tools used to write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..console import ConsoleTimeout
+from ..deadline import Deadline
+from ..errors import InfrastructureError, JobError, LavaError, TestFailure
+from ..results import Attachment, CaseResult, TestRun
+from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, test_dirname
+from ..testdefs.load import load_git, load_inline, load_url, resolve
+from ..testdefs.model import LAVA_TEST, TestDefinition
+from ..testdefs.parse import CaseCollector, unique_ids
+from .implementations import implements
+
+if TYPE_CHECKING:
+    from ..runner import ActionContext
+    from ..shell import ShellSession
+
+STATE_KEY = "lava_test"
+RECOVER_TIMEOUT = 60.0
+MAX_RUN_LOG = 1024 * 1024
+NO_APT = 3  # install.sh's exit status when deps are needed but the image has no apt-get
+
+
+@dataclass
+class LavaTestState:
+    registered: dict[str, TestDefinition] = field(default_factory=dict)
+    installed: dict[str, TestDefinition] = field(default_factory=dict)
+    pending_tests: list[TestDefinition] = field(default_factory=list)
+    pending_python: list[str] = field(default_factory=list)
+    pending_deb: list[str] = field(default_factory=list)
+
+
+def state(ctx: ActionContext) -> LavaTestState:
+    return ctx.state.setdefault(STATE_KEY, LavaTestState())
+
+
+def lava_dir(ctx: ActionContext) -> str:
+    return str(ctx.device.extra.get("lava_test_dir", DEFAULT_LAVA_DIR))
+
+
+class TestRunFailed(TestFailure):
+    """A test action failed; ``cases`` holds the test cases it produced before failing."""
+
+    def __init__(self, message: str, *, details: str = "", cases: list[CaseResult] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.cases = list(cases or [])
+
+
+# --- lava_test_install -----------------------------------------------------------------------
+
+@implements("lava_test_install")
+def lava_test_install(ctx: ActionContext, params: dict[str, Any]) -> None:
+    st = state(ctx)
+    for url in params.get("register") or []:
+        try:
+            definition = load_url(url, timeout=min(60.0, ctx.deadline.remaining()))
+        except LavaError as exc:
+            ctx.record(f"lava_test_install register ({url})", "fail", str(exc))
+            continue
+        st.registered[definition.name] = definition
+        ctx.record(f"lava_test_install register ({url})", "pass")
+    definitions: list[TestDefinition] = []
+    for name in params["tests"]:
+        try:
+            definitions.append(resolve(name, registered=st.registered, base=ctx.job.file.parent))
+        except LavaError as exc:
+            ctx.record(f"lava_test_install ({name})", "fail", str(exc))
+    python, debs = list(params.get("install_python") or []), list(params.get("install_deb") or [])
+    booted = ctx.state.get("booted")
+    if booted == "master" and ctx.device.partitions.get("testrootfs"):
+        _install_from_master(ctx, definitions, python, debs)
+    elif booted:
+        _install_on_image(ctx, _runner(ctx, ctx.test_shell()), definitions, python, debs)
+    else:
+        st.pending_python += python
+        st.pending_deb += debs
+        st.pending_tests += definitions
+        names = ", ".join(d.name for d in definitions) or "nothing"
+        ctx.log(f"lava_test_install: no image is up; installing {names} on the test image before the first run")
+
+
+def _runner(ctx: ActionContext, shell: ShellSession, lava: str | None = None) -> DeviceRunner:
+    return DeviceRunner(shell, lava or lava_dir(ctx), log=ctx.log)
+
+
+def _install_from_master(ctx: ActionContext, definitions: list[TestDefinition], python: list[str],
+                         debs: list[str]) -> None:
+    """The old way: mount testrootfs on the master, write the files, chroot for installs."""
+    shell = ctx.master_shell()
+    mounted_by_us = False
+    mnt = str(ctx.state.get("testrootfs_mount") or "")
+    if not mnt:
+        mnt = str(ctx.device.extra.get("lava_testrootfs_mount", "/mnt/lava-testrootfs"))
+        part = ctx.device.partitions["testrootfs"]
+        q = shlex.quote(mnt)
+        shell.run(f"mkdir -p {q} && mount {shlex.quote(part)} {q}", ctx.deadline, check=True)
+        mounted_by_us = True
+    q = shlex.quote(mnt.rstrip("/"))
+    needs_chroot = bool(python or debs or any(_has_install_work(d) for d in definitions))
+    try:
+        if needs_chroot:
+            shell.run(f"mount --bind /proc {q}/proc 2>/dev/null; mount --rbind /dev {q}/dev 2>/dev/null; "
+                      f"cp {q}/etc/resolv.conf {q}/etc/resolv.conf.lava 2>/dev/null; "
+                      f"cp /etc/resolv.conf {q}/etc/resolv.conf 2>/dev/null; true", ctx.deadline)
+        runner = _runner(ctx, shell)
+        _install_on_image(ctx, runner, definitions, python, debs, root=mnt.rstrip("/"),
+                          prefix=f"chroot {q} ")
+    finally:
+        if needs_chroot:
+            shell.run(f"mv {q}/etc/resolv.conf.lava {q}/etc/resolv.conf 2>/dev/null; "
+                      f"umount -l {q}/dev 2>/dev/null; umount {q}/proc 2>/dev/null; true", ctx.deadline)
+        if mounted_by_us:
+            shell.run(f"sync; umount {q}", ctx.deadline)
+
+
+def _has_install_work(definition: TestDefinition) -> bool:
+    return bool(definition.deps or definition.install_steps or definition.git_repos)
+
+
+def _has_tool(runner: DeviceRunner, prefix: str, tools: list[str], deadline: Deadline) -> str | None:
+    for tool in tools:
+        probe = f"{prefix}sh -c {shlex.quote(f'command -v {tool}')} >/dev/null 2>&1 && echo yes || echo no"
+        if runner.shell.run(probe, deadline).output.strip().endswith("yes"):
+            return tool
+    return None
+
+
+def _install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: list[TestDefinition],
+                      python: list[str], debs: list[str], *, root: str = "", prefix: str = "") -> None:
+    """Each sub-step is its own entry of the ``lava`` run; what the image cannot do fails with
+    the reason and the next sub-step still runs."""
+    st = state(ctx)
+    deadline = ctx.deadline
+    runner.install_helpers(deadline, root=root)
+    if python:
+        pip = _has_tool(runner, prefix, ["pip3", "pip"], deadline)
+        for req in python:
+            if pip is None:
+                ctx.record(f"lava_test_install python ({req})", "fail", "the test image has no pip; cannot install it")
+                continue
+            res = runner.shell.run(f"{prefix}{pip} install {shlex.quote(req)} 2>&1", deadline)
+            ctx.record(f"lava_test_install python ({req})", "pass" if res.ok else "fail",
+                       "" if res.ok else _tail(res.output, f"pip install exited {res.status}"))
+    if debs:
+        name = f"lava_test_install deb ({' '.join(debs)})"
+        if _has_tool(runner, prefix, ["apt-get"], deadline) is None:
+            ctx.record(name, "fail", "the test image has no apt-get; cannot install Debian packages")
+        else:
+            pkgs = " ".join(shlex.quote(d) for d in debs)
+            res = runner.shell.run(f"{prefix}env DEBIAN_FRONTEND=noninteractive apt-get -y install {pkgs} 2>&1",
+                                   deadline)
+            ctx.record(name, "pass" if res.ok else "fail",
+                       "" if res.ok else _tail(res.output, f"apt-get exited {res.status}"))
+    for definition in definitions:
+        name = f"lava_test_install ({definition.name})"
+        dirname = test_dirname(definition)
+        try:
+            runner.install_definition(definition, dirname, deadline, root=root)
+            if _has_install_work(definition):
+                lines: list[str] = []
+                rc = runner.run_live(f"{prefix}sh {shlex.quote(f'{runner.lava_dir}/tests/{dirname}/install.sh')} 2>&1",
+                                     deadline, lines.append)
+                if rc != 0:
+                    why = ("the test image has no apt-get for the definition's deps" if rc == NO_APT
+                           else f"install.sh exited {rc}")
+                    ctx.record(name, "fail", _tail("\n".join(lines), why))
+                    continue
+        except (InfrastructureError, JobError) as exc:
+            ctx.record(name, "fail", str(exc))
+            if isinstance(exc, ConsoleTimeout):
+                raise
+            continue
+        st.installed[definition.name] = definition
+        ctx.record(name, "pass")
+
+
+def _tail(output: str, headline: str) -> str:
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    return f"{headline}\n{tail}" if tail else headline
+
+
+def _prepare(ctx: ActionContext, runner: DeviceRunner) -> None:
+    """Helpers on the image, and what lava_test_install left to do before the first run."""
+    st = state(ctx)
+    if st.pending_tests or st.pending_python or st.pending_deb:
+        tests, python, debs = st.pending_tests, st.pending_python, st.pending_deb
+        st.pending_tests, st.pending_python, st.pending_deb = [], [], []
+        _install_on_image(ctx, runner, tests, python, debs)
+    else:
+        runner.install_helpers(ctx.deadline)
+
+
+# --- running a definition --------------------------------------------------------------------
+
+def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDefinition, dirname: str,
+                    options: str | None) -> tuple[list[CaseResult], int | None, TestRunFailed | None]:
+    """Run one definition live. Returns its cases, the exit status, and the failure of a hang."""
+    runner.install_definition(definition, dirname, ctx.deadline, options=options)
+    collector = CaseCollector(definition)
+    started = datetime.now(UTC)
+    log: list[str] = []
+    size = 0
+
+    def on_line(line: str) -> None:
+        nonlocal size
+        if size < MAX_RUN_LOG:
+            log.append(line.rstrip("\r"))
+            size += len(line) + 1
+        for case in collector.feed(line):
+            ctx.log(f"  {definition.name}: {case.test_case_id} {case.result}"
+                    + (f" {case.measurement:g} {case.units or ''}" if case.measurement is not None else ""))
+
+    status: int | None = None
+    failure: TestRunFailed | None = None
+    try:
+        status = runner.run_test(dirname, ctx.deadline, on_line)
+        collector.finish()
+    except ConsoleTimeout as exc:
+        collector.finish(interrupted=f"no end within the action timeout of {ctx.deadline.timeout or 0:g} s")
+        tail = runner.shell.console.tail(25)
+        recovered = runner.recover(Deadline(RECOVER_TIMEOUT, "recover after a hung test", ctx.run.deadline))
+        if not recovered:
+            ctx.state["booted"] = None  # the next test_shell() reboots into the test image
+        ctx.log(f"{definition.name} hung; board {'recovered with Ctrl-C' if recovered else 'to be rebooted'}")
+        failure = TestRunFailed(f"{definition.name}: the run did not finish before the action timeout "
+                                f"({exc.message})", details=f"last console lines:\n{tail}")
+    attachments = [Attachment("testdef.yaml", definition.text.encode()), Attachment("stdout.log",
+                                                                                    "\n".join(log).encode())]
+    if failure is None:
+        attachments += _fetch_attachments(ctx, runner, collector)
+    ctx.results.add_test_run(TestRun(test_id=definition.name, cases=list(collector.cases), started=started,
+                                     attributes=definition.attributes(), attachments=attachments))
+    return collector.cases, status, failure
+
+
+def _fetch_attachments(ctx: ActionContext, runner: DeviceRunner, collector: CaseCollector) -> list[Attachment]:
+    out = []
+    for ref in collector.attachments:
+        try:
+            data = runner.transfer.pull(ref.stored, ctx.deadline)
+        except InfrastructureError as exc:
+            ctx.results.gather_failed(f"attachment {ref.name} of {collector.definition.name}: {exc.message}")
+            continue
+        where = ref.test_case_id or "run"
+        out.append(Attachment(f"attachments/{where}/{ref.name}", data, ref.mime_type or "text/plain"))
+        for case in collector.cases:
+            if case.test_case_id == ref.test_case_id:
+                case.attributes.setdefault("attachments", "")
+                case.attributes["attachments"] = ",".join(
+                    x for x in (case.attributes["attachments"], out[-1].pathname) if x)
+    return out
+
+
+def _report(ctx: ActionContext, cases: list[CaseResult], prefix: str = "") -> list[CaseResult]:
+    """Copies for pytest (the bundle keeps the originals): prefixed when one action runs several
+    definitions, and unique within the action."""
+    taken = {c.test_case_id for c in ctx.cases}
+    out = [dataclasses.replace(c, test_case_id=f"{prefix}{c.test_case_id}", attributes=dict(c.attributes))
+           for c in cases]
+    unique_ids(out, taken)
+    ctx.cases.extend(out)
+    return out
+
+
+def _fail(ctx: ActionContext, failure: TestRunFailed) -> None:
+    failure.cases = list(ctx.cases)
+    raise failure
+
+
+@implements("lava_test_run")
+def lava_test_run(ctx: ActionContext, params: dict[str, Any]) -> None:
+    st = state(ctx)
+    name = params["test_name"]
+    definition = st.installed.get(name) or next((d for d in st.pending_tests if d.name == name), None)
+    if definition is None:
+        definition = resolve(name, registered=st.registered, base=ctx.job.file.parent)
+        ctx.log(f"lava_test_run: {name} was not installed by lava_test_install; using {definition.source}")
+    runner = _runner(ctx, ctx.test_shell())
+    _prepare(ctx, runner)
+    cases, status, failure = _run_definition(ctx, runner, definition, test_dirname(definition),
+                                             params.get("test_options"))
+    _report(ctx, cases)
+    if failure is not None:
+        _fail(ctx, failure)
+    if definition.dialect == LAVA_TEST and status:
+        _fail(ctx, TestRunFailed(f"Lava failed on test: {name}: test case failed with return value: {status}",
+                                 details="a run step exited non-zero (see the <LAVA_SIGNAL_STEPFAIL> lines)"))
+
+
+def _shell_definitions(ctx: ActionContext, params: dict[str, Any]) -> list[TestDefinition]:
+    st = state(ctx)
+    where = f"{ctx.job.file}: {ctx.action.path}.parameters"
+    out: list[TestDefinition] = []
+    for url in params.get("testdef_urls") or []:
+        out.append(load_url(url, timeout=min(60.0, ctx.deadline.remaining())))
+    for i, repo in enumerate(params.get("testdef_repos") or []):
+        url = repo.get("git-repo") or repo.get("git_repo")
+        if not url:
+            raise JobError.single(str(ctx.job.file), f"{ctx.action.path}.parameters.testdef_repos[{i}]",
+                                  "only git repositories are supported ('git-repo'); bzr-repo is not")
+        out.append(load_git(url, revision=repo.get("revision"), testdef=repo.get("testdef", "lavatest.yaml"),
+                            timeout=min(300.0, ctx.deadline.remaining())))
+    for i, item in enumerate(params.get("testdefs") or []):
+        if isinstance(item, str):
+            out.append(resolve(item, registered=st.registered, base=Path(ctx.job.file).parent))
+        else:
+            out.append(load_inline(item, f"{where}.testdefs[{i}]"))
+    if not out:
+        raise JobError.single(str(ctx.job.file), f"{ctx.action.path}.parameters",
+                              "lava_test_shell needs testdef_urls, testdef_repos or testdefs")
+    return out
+
+
+@implements("lava_test_shell")
+def lava_test_shell(ctx: ActionContext, params: dict[str, Any]) -> None:
+    definitions = _shell_definitions(ctx, params)  # all loaded and valid before the board is touched
+    runner = _runner(ctx, ctx.test_shell())
+    _prepare(ctx, runner)
+    several = len(definitions) > 1
+    for index, definition in enumerate(definitions):
+        dirname = test_dirname(definition, index)
+        prefix = f"{definition.name}." if several else ""
+        if _has_install_work(definition):
+            runner.install_definition(definition, dirname, ctx.deadline)
+            lines: list[str] = []
+            rc = runner.run_test(dirname, ctx.deadline, lines.append, script="install.sh")
+            if rc != 0:
+                why = "no apt-get on the image for its deps" if rc == NO_APT else f"install.sh exited {rc}"
+                _report(ctx, [CaseResult("install", "fail", f"{definition.name}: {why}",
+                                         log_excerpt="\n".join(lines[-40:]))], prefix)
+                continue
+        cases, _status, failure = _run_definition(ctx, runner, definition, dirname, None)
+        _report(ctx, cases, prefix)
+        if failure is not None:
+            _fail(ctx, failure)
