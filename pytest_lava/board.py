@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from .connections import AnyConnection, Connection, open_connection
+from .connections import Connection, open_connection
 from .console import Console
 from .consolelog import ConsoleLog
 from .deadline import Deadline, Watchdog
@@ -40,7 +40,7 @@ class Board:
         self.deadline = deadline  # the job's node: parent of connect/reconnect deadlines
         self.power = PowerControl(device, self.log, cwd=cwd)
         self._console: Console | None = None
-        self._connection: Connection | AnyConnection | None = None
+        self._connection: Connection | None = None
 
     # -- console ---------------------------------------------------------------------------------
     def connect(self, deadline: Deadline | float | None = None) -> Console:
@@ -54,7 +54,7 @@ class Board:
         conn = open_connection(self.device, node, self.log)
         return self.attach(conn)
 
-    def attach(self, connection: Connection | AnyConnection) -> Console:
+    def attach(self, connection: Connection) -> Console:
         """Use an already open connection (e.g. a ProcessConnection the board type started)."""
         if self._console is not None:
             self._console.close("replaced by a new connection")

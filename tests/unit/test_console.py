@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakes import DROP, ScriptedConnection, make_console
 
-from pytest_lava.connections import PtyConnection, TcpConnection
+from pytest_lava.connections import TcpConnection
 from pytest_lava.console import (
     ConsoleClosed,
     ConsoleDeath,
@@ -20,6 +20,7 @@ from pytest_lava.console import (
 )
 from pytest_lava.consolelog import ConsoleLog, live_printer
 from pytest_lava.deadline import Deadline, DeadlineExceeded, Watchdog
+from pytest_lava.ptyconn import PtyConnection
 
 
 def test_marker_split_across_chunks() -> None:

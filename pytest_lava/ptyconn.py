@@ -1,0 +1,260 @@
+"""Connections to processes we start: a command on a pty, a board type's own process.
+
+* :class:`PtyConnection` — a ``connection_command`` (``telnet localhost 7001``) spawned on a raw
+  pty, argv via shlex, killed by PID (its process group) on close; ``reconnect()`` restarts it.
+* :class:`ProcessConnection` — a process a board type starts itself (QEMU, a simulator), console on
+  its stdio pty or on a TCP port it opens; killed by PID on close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pty
+import shlex
+import signal
+import subprocess
+import tty
+from collections.abc import Sequence
+from pathlib import Path
+
+from .connections import ConnectionLost, TcpConnection, _wait_fd, _write_fd
+from .consolelog import ConsoleLog
+from .deadline import Deadline
+from .errors import ConfigurationError, InfrastructureError
+
+
+def _kill_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> int | None:
+    """Stop a child we started: SIGTERM to its process group (it is a session leader, so the group id
+    is its PID), then SIGKILL after ``grace`` seconds. Returns the exit status."""
+    if proc.poll() is None:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    return proc.returncode
+
+
+class PtyConnection:
+    """A command whose terminal is the console (``telnet localhost 7001``, ``conmux-console x``).
+
+    The command runs in its own session on a raw pty; ``close()`` kills it by PID (process group).
+    ``reconnect()`` starts it again.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str = "",
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        log: ConsoleLog | None = None,
+    ) -> None:
+        if not argv:
+            raise ConfigurationError.single(name or "connection_command", "connection_command", "empty")
+        self.argv = list(argv)
+        self.name = name or shlex.join(self.argv)
+        self.cwd = cwd
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._fd = -1
+
+    def connect(self, deadline: Deadline) -> None:
+        deadline.check()
+        master, slave = pty.openpty()
+        tty.setraw(slave)  # no echo, no line editing: the board echoes, not our pty
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            os.close(master)
+            raise InfrastructureError(f"{self.name}: cannot start console command {self.argv}: {exc}") from exc
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        self._fd = master
+        if self.log is not None:
+            self.log.event(f"console command started: {shlex.join(self.argv)} (pid {self.proc.pid})")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        fd = self._fd
+        if fd < 0:
+            raise ConnectionLost(f"{self.name}: not connected")
+        try:
+            return self._read_nonempty(fd, max_bytes, timeout)
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EBADF):  # EIO: the child closed the pty (exited)
+                raise ConnectionLost(f"{self.name}: console process ended{self._status()}") from exc
+            raise ConnectionLost(f"{self.name}: console read failed: {exc}") from exc
+
+    def _read_nonempty(self, fd: int, max_bytes: int, timeout: float) -> bytes:
+        try:
+            data = os.read(fd, max_bytes)
+        except BlockingIOError:
+            if not _wait_fd(fd, timeout):
+                return b""
+            try:
+                data = os.read(fd, max_bytes)
+            except BlockingIOError:
+                return b""
+        if not data:
+            raise ConnectionLost(f"{self.name}: console process ended{self._status()}")
+        return data
+
+    def _status(self) -> str:
+        if self.proc is None:
+            return ""
+        try:
+            rc = self.proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            return ""
+        return f" (exit status {rc})"
+
+    def write(self, data: bytes, timeout: float) -> None:
+        if self._fd < 0:
+            raise ConnectionLost(f"{self.name}: not connected")
+        _write_fd(self._fd, data, timeout, self.name)
+
+    def _stop(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _kill_process(proc)
+
+    def reconnect(self, deadline: Deadline) -> None:
+        self._stop()
+        self.connect(deadline)
+
+    def close(self) -> None:
+        self._stop()
+
+
+class ProcessConnection:
+    """A process the board type starts itself (QEMU, a simulator).
+
+    With ``port=None`` the console is the process's stdio (a pty); with a ``port`` the process
+    opens a TCP console on ``host:port`` and its own output goes to ``output`` (a file) or nowhere.
+    ``close()`` kills the process by PID; ``reconnect()`` reconnects the TCP console while the
+    process lives (it never restarts a process: that is a power action of the board type).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        name: str = "",
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        output: Path | None = None,
+        log: ConsoleLog | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.port = port
+        self.host = host
+        self.name = name or Path(self.argv[0]).name
+        self.cwd = cwd
+        self.env = env
+        self.output = output
+        self.log = log
+        self._pty: PtyConnection | None = None
+        self._tcp: TcpConnection | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def connect(self, deadline: Deadline) -> None:
+        if self.port is None:
+            self._pty = PtyConnection(self.argv, name=self.name, cwd=self.cwd, env=self.env, log=self.log)
+            self._pty.connect(deadline)
+            self.proc = self._pty.proc
+            return
+        out = open(self.output, "ab") if self.output else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise InfrastructureError(f"{self.name}: cannot start {self.argv[0]}: {exc}") from exc
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        if self.log is not None:
+            self.log.event(f"started {shlex.join(self.argv)} (pid {self.proc.pid})")
+        self._tcp = TcpConnection(self.host, self.port, name=self.name, log=self.log)
+        self._connect_tcp(deadline)
+
+    def _connect_tcp(self, deadline: Deadline) -> None:
+        assert self._tcp is not None and self.proc is not None
+        while True:
+            if self.proc.poll() is not None:
+                raise ConnectionLost(f"{self.name}: process exited with status {self.proc.returncode}")
+            try:
+                self._tcp.connect(deadline.child(min(1.0, deadline.remaining()), "connect"))
+                return
+            except ConnectionLost:
+                raise
+            except InfrastructureError:
+                if deadline.expired:
+                    raise
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def _conn(self) -> PtyConnection | TcpConnection:
+        conn = self._pty or self._tcp
+        if conn is None:
+            raise ConnectionLost(f"{self.name}: not started")
+        return conn
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        return self._conn.read(max_bytes, timeout)
+
+    def write(self, data: bytes, timeout: float) -> None:
+        self._conn.write(data, timeout)
+
+    def reconnect(self, deadline: Deadline) -> None:
+        if self._pty is not None or self.proc is None or self.proc.poll() is not None:
+            status = self.proc.returncode if self.proc is not None else None
+            raise ConnectionLost(f"{self.name}: process exited (status {status}); not restarting it")
+        assert self._tcp is not None
+        self._tcp._drop()
+        self._connect_tcp(deadline)
+
+    def close(self) -> None:
+        if self._pty is not None:
+            self._pty.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        if self.proc is not None:
+            _kill_process(self.proc)
