@@ -100,7 +100,12 @@ def port_free(port: int) -> bool:
         s.close()
 
 
-def require_free(port: int, what: str) -> None:
+def require_free(port: int, what: str, wait: float = 5.0) -> None:
+    """Fail naming the port if it stays in use for `wait` seconds (a process just killed may
+    still be closing it)."""
+    deadline = time.monotonic() + wait
+    while not port_free(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
     if not port_free(port):
         raise LabError(f"port {port} on 127.0.0.1 ({what}) is in use by another process; "
                        f"stop it or change the lab's ports in lab/lablib/boards.py")
