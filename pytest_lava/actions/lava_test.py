@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 STATE_KEY = "lava_test"
 RECOVER_TIMEOUT = 60.0
+RECOVER_ATTEMPT = 10.0  # seconds for each "Ctrl-C, then true" try
 MAX_RUN_LOG = 1024 * 1024
 NO_APT = 3  # install.sh's exit status when deps are needed but the image has no apt-get
 
@@ -241,7 +242,8 @@ def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDe
     except ConsoleTimeout as exc:
         collector.finish(interrupted=f"no end within the action timeout of {ctx.deadline.timeout or 0:g} s")
         tail = runner.shell.console.tail(25)
-        recovered = runner.recover(Deadline(RECOVER_TIMEOUT, "recover after a hung test", ctx.run.deadline))
+        recovered = runner.recover(Deadline(RECOVER_TIMEOUT, "recover after a hung test", ctx.run.deadline),
+                                   attempt=RECOVER_ATTEMPT)
         if not recovered:
             ctx.state["booted"] = None  # the next test_shell() reboots into the test image
         ctx.log(f"{definition.name} hung; board {'recovered with Ctrl-C' if recovered else 'to be rebooted'}")

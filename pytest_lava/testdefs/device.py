@@ -224,14 +224,15 @@ class DeviceRunner:
         path = shlex.quote(f"{self.lava_dir}/tests/{dirname}/{script}")
         return self.run_live(f"sh {path} 2>&1", deadline, on_line, inactivity=inactivity)
 
-    def recover(self, deadline: Deadline) -> bool:
-        """After a hang: Ctrl-C, then a ``true`` round trip. ``False`` if the shell is gone."""
+    def recover(self, deadline: Deadline, *, attempt: float = 10.0) -> bool:
+        """After a hang: Ctrl-C, then a ``true`` round trip (twice, ``attempt`` seconds each).
+        ``False`` if the shell does not answer: the board needs a reboot."""
         console = self.shell.console
         try:
             for _ in range(2):
                 console.sendcontrol("c", deadline)
                 try:
-                    self.shell.run("true", deadline.child(min(10.0, deadline.remaining()), "true after Ctrl-C"))
+                    self.shell.run("true", deadline.child(min(attempt, deadline.remaining()), "true after Ctrl-C"))
                     return True
                 except ConsoleTimeout:
                     continue

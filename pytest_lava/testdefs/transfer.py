@@ -81,9 +81,9 @@ class ConsoleTransfer:
             self.shell.console.sendline(EOF_MARK, node)
             self.shell.console.expect(self.shell.prompt, node)
         else:
-            self.shell.run(f": > {tmp}", node, check=True)
-            lines = [f"printf '{self._printf_escape(data[i:i + 160])}' >> {tmp}" for i in range(0, len(data), 160)]
-            self._send_lines(lines, node)
+            self.shell.run(f"F={tmp}; : > $F", node, check=True)
+            # short lines: a line editor wraps its echo at the terminal width (80 columns)
+            self._send_lines([f"printf '{chunk}'>>\"$F\"" for chunk in self._printf_chunks(data)], node)
             self.shell.run("true", node)  # every printf line has run once its prompt came back
         sha, md5 = hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest()  # noqa: S324
         check = (f'h=$( {_hash_cmd(path + ".xfer")} ); case "$h" in {sha}|{md5}) mv {tmp} {q} && chmod {mode} {q} '
@@ -110,8 +110,15 @@ class ConsoleTransfer:
                 block, size = [], 0
 
     @staticmethod
-    def _printf_escape(chunk: bytes) -> str:
-        return "".join(chr(b) if b in _PRINTF_SAFE else f"\\{b:03o}" for b in chunk)
+    def _printf_chunks(data: bytes, width: int = 48) -> list[str]:
+        chunks, current = [], ""
+        for b in data:
+            piece = chr(b) if b in _PRINTF_SAFE else f"\\{b:03o}"
+            if len(current) + len(piece) > width:
+                chunks.append(current)
+                current = ""
+            current += piece
+        return [*chunks, current] if current else chunks
 
     # -- from the board ---------------------------------------------------------------------
     def pull(self, path: str, deadline: Deadline | float, *, max_bytes: int = MAX_PULL_BYTES) -> bytes:

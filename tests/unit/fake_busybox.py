@@ -50,8 +50,12 @@ def make_applet_dir(where: Path, overrides: dict[str, str] | None = None) -> Pat
 
 
 def shell_argv(bindir: Path, home: Path) -> list[str]:
-    return [BUSYBOX or "busybox", "env", "-i", f"PS1={PROMPT}", f"PATH={bindir}", f"HOME={home}", "ENV=",
-            "TERM=dumb", BUSYBOX or "busybox", "sh", "-i"]
+    """``setsid -c`` makes the pty the shell's controlling terminal (so Ctrl-C can signal); ``ENV``
+    names a file of shell functions that stand in for commands (busybox runs its own applets
+    before anything on PATH)."""
+    bb = BUSYBOX or "busybox"
+    return [bb, "env", "-i", f"PS1={PROMPT}", f"PATH={bindir}", f"HOME={home}", f"ENV={home}/.fakerc",
+            "TERM=dumb", bb, "setsid", "-c", bb, "sh", "-i"]
 
 
 def start_shell(bindir: Path, home: Path, *, isig: bool = True, timeout: float = 15.0,
@@ -68,10 +72,13 @@ def start_shell(bindir: Path, home: Path, *, isig: bool = True, timeout: float =
 
 
 def fake_device(tmp: Path, *, name: str = "fake01", isig: bool = True,
-                overrides: dict[str, str] | None = None) -> Device:
+                overrides: dict[str, str] | None = None, functions: str = "") -> Device:
+    """The fake's device. ``overrides``: scripts put on PATH; ``functions``: shell code read by
+    every fake shell at start (e.g. ``mount() { ...; }`` to stand in for an applet)."""
     bindir = make_applet_dir(tmp / "bin", overrides)
     home = tmp / "home"
     home.mkdir(exist_ok=True)
+    (home / ".fakerc").write_text(functions)
     return Device(name=name, device_type="fake", board_type="fake-busybox",
                   connection_command=shlex.join(shell_argv(bindir, home)), tester_str=PROMPT_RE,
                   master_str=PROMPT_RE, death_strings=["Kernel panic"],
