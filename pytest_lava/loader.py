@@ -21,9 +21,16 @@ class Document:
     data: Any = None
     lines: dict[str, int] = field(default_factory=dict)  # "actions[2].parameters.tests" -> 14
     problem: Problem | None = None
+    json_text: str | None = field(default=None, repr=False)  # JSON whose line map is built when first needed
 
     def line(self, path: str) -> int | None:
         """The line of ``path``, or of its closest parent that has one."""
+        if self.json_text is not None:  # only a file with a problem needs its lines: most JSON never does
+            text, self.json_text = self.json_text, None
+            try:  # JSON is (nearly) YAML: the composed node tree gives the line numbers
+                _collect_lines(yaml.compose(text, Loader=_Loader), "", self.lines)
+            except (yaml.YAMLError, RecursionError):
+                pass
         while path:
             if path in self.lines:
                 return self.lines[path]
@@ -32,7 +39,8 @@ class Document:
         return None
 
 
-_Loader = yaml.SafeLoader
+# libyaml when present: the pure-Python parser made validation ~5 ms per job slower
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def read_document(path: Path) -> Document:
     name = str(path)
@@ -62,7 +70,7 @@ def parse_text(text: str, name: str, *, json_syntax: bool) -> Document:
             return Document(name, problem=Problem(name, "", "JSON nested too deeply"))
     else:
         try:
-            data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+            node, data = _compose_and_construct(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             reason = f"YAML syntax error: {exc.problem or exc.context}"
@@ -76,24 +84,40 @@ def parse_text(text: str, name: str, *, json_syntax: bool) -> Document:
             return Document(name, problem=Problem(name, "", reason, mark.line + 1 if mark else None))
         except (yaml.YAMLError, RecursionError) as exc:
             return Document(name, problem=Problem(name, "", f"YAML error: {exc}"))
+    if json_syntax:
+        return Document(name, data, json_text=text)
     doc = Document(name, data)
-    try:  # JSON is (nearly) YAML: the composed node tree gives line numbers for both
-        _collect_lines(yaml.compose(text, Loader=_Loader), "", doc.lines)
-    except (yaml.YAMLError, RecursionError):
+    try:
+        _collect_lines(node, "", doc.lines)
+    except RecursionError:
         pass
     return doc
 
 
-def _collect_lines(node: yaml.Node | None, path: str, lines: dict[str, int]) -> None:
+def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
+    """One parse gives both the node tree (for line numbers) and the data (``yaml.safe_load``)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
+def _collect_lines(node: yaml.Node | None, path: str, lines: dict[str, int], seen: set[int] | None = None) -> None:
     if node is None:
         return
     lines.setdefault(path, node.start_mark.line + 1)
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias: its children have lines already (and may nest exponentially)
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
                 child = f"{path}.{key.value}" if path else str(key.value)
                 lines.setdefault(child, key.start_mark.line + 1)
-                _collect_lines(value, child, lines)
+                _collect_lines(value, child, lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _collect_lines(item, f"{path}[{i}]", lines)
+            _collect_lines(item, f"{path}[{i}]", lines, seen)
