@@ -88,7 +88,7 @@ CASES = [
     Case("missing-timeout", as_json(job(timeout=None)), [("job.json", ": timeout:", "is required")]),
     Case("string-timeout", as_json(job(timeout="18000")),
          [("job.json:", ": timeout:", "must be a number", "'18000'")]),
-    Case("negative-timeout", as_json(job(timeout=-5)), [("job.json", ": timeout:", "must be positive")]),
+    Case("negative-timeout", as_json(job(timeout=-5)), [("job.json", ": timeout:", "must be a positive number")]),
     Case("bool-timeout", as_json(job(timeout=True)), [("job.json", ": timeout:", "must be a number")]),
     Case("bad-logging-level", as_json(job(logging_level="VERBOSE")),
          [("job.json", ": logging_level:", "'VERBOSE'", "DEBUG")]),

@@ -189,7 +189,7 @@ def test_explicit_action_timeouts() -> None:
 
 
 @pytest.mark.parametrize(("timeout", "reason"), [
-    (None, "is required"), ("60", "must be a number"), (0, "must be positive"), (-1, "must be positive"),
+    (None, "is required"), ("60", "must be a number"), (0, "must be a positive"), (-1, "must be a positive"),
     (True, "must be a number"), ([60], "must be a number"),
 ])
 def test_job_timeout_problems(timeout: object, reason: str) -> None:
@@ -221,3 +221,22 @@ def test_minus_one_action_timeout_means_the_default() -> None:
     job = make(data)
     assert job.action_timeout(job.actions[2]) == 1200.0
     assert job.warnings == []
+
+
+def test_yaml_aliases_do_not_explode_the_line_map() -> None:
+    """A 10-line 'billion laughs' file: aliases are not walked again (it used to hang validation)."""
+    lines = ["timeout: 10", "actions: [{command: boot_master_image}]", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    doc = parse_text("\n".join(lines), "laughs.yaml", json_syntax=False)
+    # plain locals only: an assertion message that repr()s the data would itself never end
+    ok, count = doc.problem is None, len(doc.lines)
+    alias_line, item_line = doc.line("a8[3]"), doc.line("a0[9]")  # an alias has its anchor's line
+    timeout = job_from_document(doc, Path("laughs.yaml")).timeout
+    assert ok and count < 200
+    assert (alias_line, item_line, timeout) == (10, 3, 10)
+
+
+def test_json_lines_only_when_needed() -> None:
+    doc = parse_text('{"timeout": 10,\n "actions": [\n  {"command": "x"}]}', "j.json", json_syntax=True)
+    assert doc.lines == {}  # not built for a valid file
+    assert doc.line("actions[0].command") == 3 and doc.line("timeout") == 1
