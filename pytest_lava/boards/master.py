@@ -1,0 +1,259 @@
+"""Master-image boards: a known-good master system on the board's storage writes test images
+into spare partitions (``testboot``, ``testrootfs``) and U-Boot is told which one to boot.
+
+Booting the master: power-cycle by command (or a soft ``reboot`` when the board is known to be
+up), wait for the kernel (``image_boot_msg``), then the master prompt (``master_str``); the
+bootloader is left alone, its default boot is the master. Booting the test image: reboot,
+interrupt U-Boot at ``interrupt_boot_prompt``, send ``boot_cmds`` one line per
+``bootloader_prompt``, wait for ``tester_str``. Both try ``boot_retries`` times within the
+action's deadline. A board without ``boot_cmds`` (the lab's x86_64 boards) has no test image
+apart from its master: its test shell is the master shell.
+
+``ctx.state['booted']`` is ``'master'``, ``'test'`` or absent (unknown: power-cycle first).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from ..console import ConsoleClosed, ConsoleTimeout
+from ..deadline import Deadline
+from ..errors import ConfigurationError, InfrastructureError
+from ..shell import ShellSession
+from . import BoardType
+
+REBOOT_MESSAGES = ["Restarting system", "The system is going down", "Will now restart", "U-Boot",
+                   "Requesting system reboot", "reboot: Restarting"]
+PROBE = 15.0  # seconds to find an already running shell's prompt
+MOUNT = "/mnt/lava"
+
+
+class BootFailed(InfrastructureError):
+    """Every boot attempt failed."""
+
+
+class DeployStepFailed(InfrastructureError):
+    """A board-side deploy step failed; the message names the step."""
+
+
+def apply_boot_options(cmds: list[str], options: list[str]) -> list[str]:
+    """Job ``options`` (``name=value``) over the device's ``boot_cmds``: a ``setenv <name> ...``
+    line is replaced by ``setenv <name> '<value>'``; any other name is added as such a line just
+    before the last command (the one that boots)."""
+    out = list(cmds)
+    for opt in options:
+        name, sep, value = opt.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
+            raise ConfigurationError.single("job", "boot_linaro_image.options",
+                                            f"{opt!r} is not name=value with a U-Boot variable name")
+        line = f"setenv {name} '{value}'"
+        hits = [i for i, c in enumerate(out) if re.match(rf"\s*setenv\s+{re.escape(name)}(\s|$)", c)]
+        if hits:
+            for i in hits:
+                out[i] = line
+        else:
+            out.insert(max(0, len(out) - 1), line)
+    return out
+
+
+def render_prompt(ps1: str, hostname: str) -> str:
+    """What a shell prints for ``ps1`` (the escapes a deploy writes: \\h \\u \\w \\$)."""
+    return ps1.replace(r"\h", hostname).replace(r"\u", "root").replace(r"\w", "/").replace(r"\$", "#")
+
+
+class MasterBoard(BoardType):
+    name = "master"
+
+    def accepts(self, action):  # type: ignore[no-untyped-def]
+        if action.command == "deploy_linaro_kernel":
+            return ("board type 'master' cannot run 'deploy_linaro_kernel' (a direct kernel boot needs a "
+                    "board the harness starts itself: board type 'qemu')")
+        return None
+
+    # -- shells ------------------------------------------------------------------------------
+    def master_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
+        if ctx.state.get("booted") == "master" and self._probe(ctx, ctx.board.master_shell()):
+            return ctx.board.master_shell()
+        self.boot_master(ctx)
+        return ctx.board.master_shell()
+
+    def test_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
+        if not ctx.device.boot_cmds:
+            return self.master_shell(ctx)
+        if ctx.state.get("booted") == "test" and self._probe(ctx, ctx.board.tester_shell()):
+            return ctx.board.tester_shell()
+        self.boot_test(ctx, ctx.state.get("boot_options", []))
+        return ctx.board.tester_shell()
+
+    def _probe(self, ctx, sh: ShellSession) -> bool:  # type: ignore[no-untyped-def]
+        try:
+            sh.wait_for_prompt(ctx.deadline.child(min(PROBE, ctx.deadline.remaining()), "probe prompt"),
+                               send_newline=True)
+            return True
+        except InfrastructureError:
+            return False
+
+    # -- booting -------------------------------------------------------------------------------
+    def boot_master(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        dev = ctx.device
+
+        def attempt(node: Deadline, soft: bool) -> None:
+            self._restart(ctx, node, soft)
+            ctx.board.console.expect(dev.image_boot_msg, node.child(dev.timeout("bootloader", 120), "kernel start"))
+            ctx.board.master_shell().wait_for_prompt(node)
+
+        self._retry(ctx, "master image", attempt, dev.timeout("power_on_to_prompt", 300))
+        ctx.state["booted"] = "master"
+
+    def boot_test(self, ctx, options: list[str]) -> None:  # type: ignore[no-untyped-def]
+        dev = ctx.device
+        if not dev.boot_cmds:
+            raise ConfigurationError.single(dev.source or dev.name, "boot_cmds",
+                                            f"board {dev.name} has no boot_cmds: it cannot boot a test image")
+        cmds = apply_boot_options(dev.boot_cmds, options)
+
+        def attempt(node: Deadline, soft: bool) -> None:
+            self._restart(ctx, node, soft)
+            self.send_boot_commands(ctx, cmds, node)
+            ctx.board.console.expect(dev.image_boot_msg, node.child(dev.timeout("bootloader", 120), "kernel start"))
+            ctx.board.tester_shell().wait_for_prompt(node.child(dev.boot_linaro_timeout, "test image prompt"))
+
+        ctx.state["boot_options"] = list(options)
+        self._retry(ctx, "test image", attempt, dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
+        ctx.state["booted"] = "test"
+
+    def send_boot_commands(self, ctx, cmds: list[str], node: Deadline) -> None:  # type: ignore[no-untyped-def]
+        """Interrupt U-Boot and send ``cmds`` one line per bootloader prompt."""
+        dev, console = ctx.device, ctx.board.console
+        step = dev.timeout("bootloader", 120)
+        console.expect(dev.interrupt_boot_prompt, node.child(step, "autoboot countdown"))
+        console.send(dev.interrupt_boot_command, node)
+        for i, line in enumerate(cmds):
+            console.expect(dev.bootloader_prompt, node.child(step, f"bootloader prompt before command {i + 1}"))
+            console.sendline(line, node)
+
+    def _restart(self, ctx, node: Deadline, soft: bool) -> None:  # type: ignore[no-untyped-def]
+        """Soft reboot from a running shell when asked (falling back to power), else power-cycle."""
+        board, dev = ctx.board, ctx.device
+        console = board.console
+        if soft:
+            console.mark()
+            console.sendcontrol("c", node)
+            console.sendline("", node)
+            console.sendline(dev.soft_boot_cmd, node)
+            try:
+                console.expect(REBOOT_MESSAGES, node.child(min(120.0, node.remaining()), "soft reboot"))
+                return
+            except ConsoleTimeout:
+                ctx.log(f"{dev.name}: soft reboot ({dev.soft_boot_cmd!r}) did not restart the board; power-cycling")
+        ctx.state.pop("booted", None)
+        console.mark()
+        board.power.reset(node.child(None, "power reset"))
+
+    def _retry(self, ctx, what: str, attempt, per_attempt: float) -> None:  # type: ignore[no-untyped-def]
+        dev = ctx.device
+        tries = max(1, dev.boot_retries)
+        errors: list[str] = []
+        for n in range(1, tries + 1):
+            soft = n == 1 and ctx.state.get("booted") in ("master", "test")
+            node = ctx.deadline.child(per_attempt, f"boot {what} ({n}/{tries})")
+            try:
+                attempt(node, soft)
+                if n > 1:
+                    ctx.log(f"{dev.name}: {what} booted at attempt {n}/{tries}")
+                return
+            except InfrastructureError as exc:
+                ctx.state.pop("booted", None)
+                errors.append(f"attempt {n}: {exc.message}")
+                ctx.log(f"{dev.name}: booting the {what} failed (attempt {n}/{tries}): {exc.message}")
+                if isinstance(exc, ConsoleClosed):
+                    ctx.board.close_console("reopening after a console failure")
+                if ctx.deadline.expired:
+                    break
+        raise BootFailed(f"could not boot the {what} of {dev.name} ({len(errors)} attempt(s))",
+                         details="\n".join(errors))
+
+    # -- deploying (from the running master) -----------------------------------------------------------
+    def partition(self, ctx, label: str) -> str:  # type: ignore[no-untyped-def]
+        return ctx.device.partitions.get(label) or f"/dev/disk/by-label/{label}"
+
+    def step(self, ctx, sh: ShellSession, name: str, cmd: str, timeout: float,  # type: ignore[no-untyped-def]
+             detail: str = "") -> str:
+        node = ctx.deadline.child(timeout, name)
+        try:
+            result = sh.run(cmd, node)
+        except ConsoleTimeout as exc:
+            raise DeployStepFailed(f"deploy step '{name}'{detail} timed out on {ctx.device.name}: {exc.message}",
+                                   details=exc.details) from None
+        if result.status != 0:
+            tail = "\n".join(result.output.splitlines()[-15:])
+            raise DeployStepFailed(f"deploy step '{name}'{detail} failed on {ctx.device.name} "
+                                   f"(exit status {result.status})", details=f"output:\n{tail}")
+        return result.output
+
+    def deploy_tarballs(self, ctx, boot_url: str, root_url: str, rootfstype: str,  # type: ignore[no-untyped-def]
+                        probe_url: str) -> None:
+        """Format the test partitions and unpack the served tarballs into them."""
+        dev = ctx.device
+        if not re.fullmatch(r"[a-z0-9]+", rootfstype):
+            raise ConfigurationError.single("job", "deploy_linaro_image.rootfstype", f"bad filesystem {rootfstype!r}")
+        ps1 = str(dev.extra.get("tester_ps1", r"root@\h:\w# "))
+        shown = render_prompt(ps1, dev.tester_hostname)
+        if not re.search(dev.tester_str, shown):
+            raise ConfigurationError.single(dev.source or dev.name, "tester_str",
+                                            f"{dev.tester_str!r} does not match the prompt the deploy sets "
+                                            f"({shown!r}, from extra.tester_ps1 {ps1!r})")
+        q = shlex.quote
+        boot, root = q(self.partition(ctx, "testboot")), q(self.partition(ctx, "testrootfs"))
+        boot_fs = str(dev.extra.get("testboot_fstype", "vfat"))
+        mkboot = f"mkfs.vfat -n testboot {boot}" if boot_fs == "vfat" else f"mkfs -t {q(boot_fs)} -L testboot {boot}"
+        cmd_t = dev.timeout("command", 60)
+        sh = self.master_shell(ctx)
+        rb, rr = f"{MOUNT}/boot", f"{MOUNT}/rootfs"
+        self.step(ctx, sh, "prepare", f"udevadm trigger 2>/dev/null; mkdir -p {rb} {rr}; "
+                  f"umount {rb} 2>/dev/null; umount {rr} 2>/dev/null; umount {boot} 2>/dev/null; "
+                  f"umount {root} 2>/dev/null; true", cmd_t)
+        self.step(ctx, sh, "format testboot", mkboot, 600)
+        self.step(ctx, sh, "format testrootfs", f"mkfs -t {rootfstype} -q -L testrootfs {root}", 1800)
+        self.step(ctx, sh, "mount test partitions", f"mount {boot} {rb} && mount {root} {rr}", cmd_t)
+        self.step(ctx, sh, "reach the image server",
+                  f"i=0; until wget -q -O /dev/null {q(probe_url)}; do i=$((i+1)); "
+                  f"[ $i -ge 30 ] && exit 1; sleep 2; done", 120, f" ({probe_url})")
+        for name, url, target in (("rootfs", root_url, rr), ("boot", boot_url, rb)):
+            self.step(ctx, sh, f"fetch and unpack {name}",
+                      f"rm -f /tmp/lava-wget.rc; {{ wget -q -O - {q(url)}; echo $? >/tmp/lava-wget.rc; }} "
+                      f"| tar -x -f - -C {target}; t=$?; w=$(cat /tmp/lava-wget.rc); "
+                      f"echo \"wget status $w, tar status $t\"; [ \"$w\" = 0 ] && [ $t = 0 ]",
+                      dev.timeout("deploy", 1800), f" ({url})")
+        line = f"export PS1={q(ps1)}"
+        self.step(ctx, sh, "set hostname and prompt",
+                  f"mkdir -p {rr}/etc && echo {q(dev.tester_hostname)} > {rr}/etc/hostname && "
+                  f"printf '%s\\n' {q(line)} >> {rr}/etc/profile && "
+                  f"{{ [ ! -f {rr}/root/.bashrc ] || printf '%s\\n' {q(line)} >> {rr}/root/.bashrc; }}", cmd_t)
+        self.step(ctx, sh, "sync and unmount", f"sync; umount {rb} && umount {rr}", 300)
+        ctx.log(f"{dev.name}: test image written to testboot and testrootfs")
+
+    def mount_testrootfs(self, ctx, sh: ShellSession) -> str:  # type: ignore[no-untyped-def]
+        root = shlex.quote(self.partition(ctx, "testrootfs"))
+        rr = f"{MOUNT}/rootfs"
+        self.step(ctx, sh, "mount testrootfs", f"udevadm trigger 2>/dev/null; mkdir -p {rr}; "
+                  f"umount {rr} 2>/dev/null; mount {root} {rr}", ctx.device.timeout("command", 60))
+        return rr
+
+    def unmount(self, ctx, sh: ShellSession, path: str) -> None:  # type: ignore[no-untyped-def]
+        self.step(ctx, sh, "sync and unmount", f"sync; umount {shlex.quote(path)}", 300)
+
+    def power_off(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        """Leave the board off after a failed deploy (best effort: the error that led here wins)."""
+        ctx.state.pop("booted", None)
+        if not ctx.board.power.available("off"):
+            ctx.log(f"{ctx.device.name}: no power_off_command; the board stays on")
+            return
+        try:
+            ctx.board.power.off(Deadline(ctx.device.power_timeout * 2 + 5, f"{ctx.device.name}/power off"))
+            ctx.log(f"{ctx.device.name}: powered off after the failed deploy")
+        except InfrastructureError as exc:
+            ctx.log(f"{ctx.device.name}: powering off after the failed deploy failed too: {exc.message}")
+        ctx.board.close_console("board powered off")

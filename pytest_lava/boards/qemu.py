@@ -1,0 +1,130 @@
+"""QEMU boards: the harness starts QEMU itself for each job (the old dispatcher's QEMU client).
+
+The deploy action says what to boot (``ctx.state['qemu']``): a disk ``image``
+(``deploy_linaro_image``), or ``kernel``/``ramdisk``/``dtb``/``rootfs`` for a direct kernel boot
+(``deploy_linaro_kernel``). ``boot_linaro_image`` starts
+``<qemu_binary> -M <qemu_machine_type> -m <qemu_memory> <qemu_options...> <what the deploy gave>``
+with the console on the process's stdio (a pty, :class:`~pytest_lava.connections.ProcessConnection`)
+and waits for ``tester_str``. An option the deploy gives (``-kernel``, ``-initrd``, ``-dtb``)
+replaces the device's own; the device's ``-append`` is kept and job ``options`` are added to it.
+Disk images are attached with ``snapshot=on``: the cached artifact is never written to.
+
+The process is killed by PID when the job ends, whatever happened (:meth:`QemuBoard.finish`),
+and by the job watchdog if the job deadline passes (closing the console kills it).
+"""
+
+from __future__ import annotations
+
+from ..connections import ProcessConnection, _kill_process
+from ..errors import InfrastructureError
+from ..shell import ShellSession
+from . import BoardType
+
+# options that take one argument and that a deploy may supply (the deploy's value wins)
+_REPLACEABLE = ("-kernel", "-initrd", "-dtb")
+
+
+def qemu_argv(device, spec: dict, options: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The QEMU command line for ``device`` booting what the deploy put in ``spec``."""
+    own = list(device.qemu_options)
+    given = {opt for opt in _REPLACEABLE if spec.get(opt.lstrip("-"))}
+    opts: list[str] = []
+    append = ""
+    i = 0
+    while i < len(own):
+        opt = own[i]
+        if opt in given or opt == "-append":
+            if opt == "-append" and i + 1 < len(own):
+                append = own[i + 1]
+            i += 2
+            continue
+        opts.append(opt)
+        i += 1
+    for key in ("kernel", "initrd", "dtb"):
+        if spec.get(key):
+            opts += [f"-{key}", str(spec[key])]
+    interface = str(device.extra.get("qemu_drive_interface", "virtio"))
+    for key in ("image", "rootfs"):
+        if spec.get(key):
+            opts += ["-drive", f"file={spec[key]},format=raw,if={interface},snapshot=on"]
+    words = [w for w in (append, str(spec.get("append") or ""), *options) if w]
+    if words and (spec.get("kernel") or "-kernel" in opts):
+        opts += ["-append", " ".join(words)]
+    console = [] if "-nographic" in opts or "-serial" in opts else ["-display", "none", "-serial", "stdio",
+                                                                      "-monitor", "none"]
+    return [device.qemu_binary, "-M", device.qemu_machine_type, "-m", str(device.qemu_memory),
+            "-name", f"lava-{device.name}", *console, *opts]
+
+
+class QemuBoard(BoardType):
+    name = "qemu"
+    supported = frozenset({"deploy_linaro_image", "deploy_linaro_kernel", "boot_linaro_image",
+                           "lava_test_install", "lava_test_run", "lava_test_shell"})
+
+    # -- deploy --------------------------------------------------------------------------------
+    def deploy(self, ctx, spec: dict) -> None:  # type: ignore[no-untyped-def]
+        """Remember what to boot; a running QEMU of this job is stopped (the next boot starts anew)."""
+        self.stop(ctx)
+        ctx.state["qemu"] = dict(spec)
+        ctx.log(f"{ctx.device.name}: qemu will boot " + ", ".join(f"{k}={v}" for k, v in spec.items() if v))
+
+    # -- boot ----------------------------------------------------------------------------------
+    def boot_test(self, ctx, options: list[str]) -> None:  # type: ignore[no-untyped-def]
+        dev = ctx.device
+        spec = ctx.state.get("qemu")
+        if spec is None and not any(o in dev.qemu_options for o in ("-kernel", "-drive", "-hda", "-bios")):
+            raise InfrastructureError(f"{dev.name}: nothing to boot: run deploy_linaro_image (image) or "
+                                      "deploy_linaro_kernel first")
+        argv = qemu_argv(dev, spec or {}, list(options))
+        tries = max(1, dev.boot_retries)
+        errors: list[str] = []
+        for n in range(1, tries + 1):
+            limit = max(dev.boot_linaro_timeout, dev.timeout("power_on_to_prompt", 300))
+            node = ctx.deadline.child(limit, f"boot qemu ({n}/{tries})")
+            try:
+                self.stop(ctx)
+                conn = ProcessConnection(argv, name=f"{dev.name} qemu", cwd=ctx.run.options.rootdir,
+                                         log=ctx.board.log)
+                conn.connect(node)
+                ctx.state["qemu_process"] = conn.proc
+                ctx.log(f"{dev.name}: started qemu, pid {conn.pid}")
+                ctx.board.attach(conn)
+                ctx.board.tester_shell().wait_for_prompt(node)
+                ctx.state["booted"] = "test"
+                ctx.state["boot_options"] = list(options)
+                return
+            except InfrastructureError as exc:
+                errors.append(f"attempt {n}: {exc.message}")
+                ctx.log(f"{dev.name}: qemu boot failed (attempt {n}/{tries}): {exc.message}")
+                if ctx.deadline.expired:
+                    break
+        self.stop(ctx)
+        raise InfrastructureError(f"could not boot the test image of {dev.name} in qemu ({len(errors)} "
+                                  "attempt(s))", details="\n".join(errors))
+
+    def test_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
+        proc = ctx.state.get("qemu_process")
+        if ctx.state.get("booted") == "test" and proc is not None and proc.poll() is None:
+            return ctx.board.tester_shell()
+        self.boot_test(ctx, ctx.state.get("boot_options", []))
+        return ctx.board.tester_shell()
+
+    # -- the end --------------------------------------------------------------------------------
+    def stop(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        ctx.state.pop("booted", None)
+        ctx.board.close_console("qemu stopped")  # a ProcessConnection kills its process
+        proc = ctx.state.pop("qemu_process", None)
+        if proc is not None:
+            _kill_process(proc)
+
+    power_off = stop  # what a failed deploy calls
+
+    def finish(self, run) -> None:  # type: ignore[no-untyped-def]
+        """Kill QEMU by PID, whatever happened in the job."""
+        proc = run.state.pop("qemu_process", None)
+        if run._board is not None:
+            run._board.close_console("job finished")
+        if proc is not None:
+            status = _kill_process(proc)
+            run.note(f"{run.device.name}: qemu (pid {proc.pid}) stopped, status {status}")
+
