@@ -44,6 +44,7 @@ class LavaSession:
     runs: dict[str, JobRun] = field(default_factory=dict)
     live_fd: int | None = None
     _devices: DeviceSet | None = None
+    _devices_error: InputError | None = None
     _pool: BoardPool | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,8 +56,14 @@ class LavaSession:
 
     @property
     def devices(self) -> DeviceSet:
+        if self._devices_error is not None:
+            raise self._devices_error
         if self._devices is None:
-            self._devices = load_devices(self.options.devices_dir)
+            try:
+                self._devices = load_devices(self.options.devices_dir)
+            except InputError as exc:  # report a broken device directory once, not per job
+                self._devices_error = exc
+                raise
         return self._devices
 
     def load(self, path: Path) -> list[Job]:
@@ -80,13 +87,21 @@ class LavaSession:
         problems: list[Problem] = []
         if not self.options.jobs:
             problems.append(Problem("--lava-job", "", "no job file given"))
+        device_problems: list[Problem] = []
+        try:
+            _ = self.devices
+        except InputError as exc:
+            device_problems = exc.problems
         for path in self.options.jobs:
             try:
-                for job in self.load(path):
-                    plans.append(self.masker.mask(self.plan(job).describe()))
+                load_job(path)  # job problems are reported even when the devices are broken
+                if device_problems:
+                    continue
+                for variant in self.load(path):
+                    plans.append(self.masker.mask(self.plan(variant).describe()))
             except InputError as exc:
                 problems.extend(exc.problems)
-        return plans, problems
+        return plans, device_problems + problems
 
     # -- running ----------------------------------------------------------------------------
 
