@@ -15,8 +15,8 @@ and by the job watchdog if the job deadline passes (closing the console kills it
 
 from __future__ import annotations
 
-from ..connections import ProcessConnection, _kill_process
 from ..errors import InfrastructureError
+from ..ptyconn import ProcessConnection, _kill_process
 from ..shell import ShellSession
 from . import BoardType
 

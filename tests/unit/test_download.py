@@ -1,0 +1,185 @@
+"""The download cache against a local HTTP server: cache hits, checksums, 404, concurrency."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pytest_lava.deadline import Deadline
+from pytest_lava.download import ChecksumMismatch, DownloadCache, DownloadError
+
+FILES = {"/a.tar": b"A" * 300_000, "/b.bin": b"B" * 1000}
+
+
+class Server:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.files = dict(FILES)
+        self.gets: Counter[str] = Counter()
+        self.delay = delay
+        self.mtime = "Mon, 01 Jan 2024 00:00:00 GMT"
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._answer(False)
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.gets[self.path] += 1
+                self._answer(True)
+
+            def _answer(self, body: bool) -> None:
+                data = outer.files.get(self.path)
+                if data is None:
+                    self.send_error(404, "Not Found")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Last-Modified", outer.mtime)
+                self.end_headers()
+                if body:
+                    time.sleep(outer.delay)
+                    self.wfile.write(data)
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():  # type: ignore[no-untyped-def]
+    s = Server()
+    yield s
+    s.close()
+
+
+def test_fetch_once_then_from_cache(server: Server, tmp_path: Path) -> None:
+    logs: list[str] = []
+    cache = DownloadCache(tmp_path, log=logs.append)
+    p1 = cache.fetch(server.url("/a.tar"), Deadline(30, "t"))
+    p2 = DownloadCache(tmp_path).fetch(server.url("/a.tar"), Deadline(30, "t"))
+    assert p1 == p2 and p1.read_bytes() == FILES["/a.tar"]
+    assert server.gets["/a.tar"] == 1
+    assert any("downloaded" in line and "/a.tar" in line for line in logs)
+
+
+def test_changed_on_server_is_downloaded_again(server: Server, tmp_path: Path) -> None:
+    url = server.url("/b.bin")
+    DownloadCache(tmp_path).fetch(url, Deadline(30, "t"))
+    server.files["/b.bin"] = b"new content"
+    server.mtime = "Tue, 02 Jan 2024 00:00:00 GMT"
+    assert DownloadCache(tmp_path).fetch(url, Deadline(30, "t")).read_bytes() == b"new content"
+    assert server.gets["/b.bin"] == 2
+
+
+def test_checksum_ok_and_mismatch_names_the_url(server: Server, tmp_path: Path) -> None:
+    url = server.url("/b.bin")
+    good = hashlib.sha256(FILES["/b.bin"]).hexdigest()
+    assert DownloadCache(tmp_path).fetch(url, Deadline(30, "t"), sha256=good.upper()).is_file()
+    with pytest.raises(ChecksumMismatch) as info:
+        DownloadCache(tmp_path).fetch(url, Deadline(30, "t"), sha256="0" * 64)
+    assert url in str(info.value) and good in str(info.value)
+    # the bad entry is not kept: the next fetch downloads again
+    DownloadCache(tmp_path).fetch(url, Deadline(30, "t"), sha256=good)
+    assert server.gets["/b.bin"] == 2
+
+
+def test_404_names_the_url(server: Server, tmp_path: Path) -> None:
+    url = server.url("/missing.tar.gz")
+    with pytest.raises(DownloadError) as info:
+        DownloadCache(tmp_path).fetch(url, Deadline(30, "t"))
+    assert url in str(info.value) and "404" in str(info.value)
+    assert not list(tmp_path.rglob("data"))
+
+
+def test_unreachable_server_is_an_infrastructure_error(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="127.0.0.1:9/x"):
+        DownloadCache(tmp_path).fetch("http://127.0.0.1:9/x", Deadline(10, "t"))
+
+
+def test_file_urls_relative_and_absolute(tmp_path: Path) -> None:
+    (tmp_path / "jobs").mkdir()
+    art = tmp_path / "art.bin"
+    art.write_bytes(b"local")
+    cache = DownloadCache(tmp_path / "cache", base=tmp_path / "jobs")
+    assert cache.fetch("file:../art.bin", Deadline(5, "t")).resolve() == art
+    assert cache.fetch(f"file://{art}", Deadline(5, "t")) == art
+    with pytest.raises(DownloadError, match="no such file"):
+        cache.fetch("file:../nope.bin", Deadline(5, "t"))
+    with pytest.raises(ChecksumMismatch, match="art.bin"):
+        cache.fetch("file:../art.bin", Deadline(5, "t"), sha256="1" * 64)
+
+
+def test_derive_builds_once_and_follows_the_source(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_text("one")
+    calls: list[Path] = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        out.write_text(src.read_text().upper())
+
+    cache = DownloadCache(tmp_path / "cache")
+    a = cache.derive(src, "upper", build, Deadline(5, "t"))
+    b = cache.derive(src, "upper", build, Deadline(5, "t"))
+    assert a == b and a.read_text() == "ONE" and len(calls) == 1
+    time.sleep(0.01)
+    src.write_text("two!")
+    assert cache.derive(src, "upper", build, Deadline(5, "t")).read_text() == "TWO!"
+
+
+def _worker(root: str, url: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    path = DownloadCache(Path(root)).fetch(url, Deadline(60, "w"))
+    out.put(path.read_bytes() == FILES["/a.tar"])
+
+
+def test_concurrent_processes_download_once(tmp_path: Path) -> None:
+    s = Server(delay=0.5)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(str(tmp_path), s.url("/a.tar"), q)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+        assert [q.get(timeout=5) for _ in procs] == [True, True, True]
+        assert s.gets["/a.tar"] == 1
+        assert not [p for p in tmp_path.rglob("*.part-*")]
+    finally:
+        s.close()
+
+
+def test_waiting_for_a_lock_obeys_the_deadline(tmp_path: Path) -> None:
+    from pytest_lava.download import locked
+
+    lock = tmp_path / "x.lock"
+    with locked(lock, Deadline(5, "a"), "x"):
+        t0 = time.monotonic()
+        with pytest.raises(DownloadError, match="waiting for another process"), locked(lock, Deadline(0.3, "b"), "x"):
+            pass
+        assert time.monotonic() - t0 < 5
+
+
+def test_only_http_https_file(tmp_path: Path) -> None:
+    from pytest_lava.errors import JobError
+
+    with pytest.raises(JobError, match="only http, https and file"):
+        DownloadCache(tmp_path).fetch("ftp://example.org/x", Deadline(5, "t"))
