@@ -71,6 +71,17 @@ def start_shell(bindir: Path, home: Path, *, isig: bool = True, timeout: float =
     return shell
 
 
+def stop(shell: ShellSession) -> None:
+    """End a fake shell quickly: ``exit`` (an interactive sh ignores SIGTERM), then close."""
+    try:
+        if not shell.console.closed:
+            shell.console.sendline("exit", 2.0)
+            shell.console.expect(["exit"], 1.0)
+    except Exception:  # noqa: S110 - best effort; close() kills it anyway
+        pass
+    shell.console.close("test over")
+
+
 def fake_device(tmp: Path, *, name: str = "fake01", isig: bool = True,
                 overrides: dict[str, str] | None = None, functions: str = "") -> Device:
     """The fake's device. ``overrides``: scripts put on PATH; ``functions``: shell code read by
@@ -107,5 +118,6 @@ class FakeBusyboxBoard(BoardType):
         return shell
 
     def finish(self, run) -> None:  # type: ignore[no-untyped-def]
-        if run._board is not None:
-            run._board.close_console("job finished")
+        shell = run.state.get("fake_shell")
+        if shell is not None:
+            stop(shell)

@@ -12,7 +12,7 @@ from pytest_lava.actions import registry
 from pytest_lava.actions.lava_test import STATE_KEY, TestRunFailed, state
 from pytest_lava.deadline import Deadline
 from pytest_lava.results import JobResults
-from tests.unit.fake_busybox import BUSYBOX, fake_device, start_shell
+from tests.unit.fake_busybox import BUSYBOX, fake_device, start_shell, stop
 
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
 
@@ -42,7 +42,7 @@ class FakeCtx:
     def test_shell(self):  # type: ignore[no-untyped-def]
         if self.state.get("booted") != "test":
             for old in self.shells:
-                old.console.close("reboot")
+                stop(old)
             home = self.tmp / "home"
             home.mkdir(exist_ok=True)
             self.shells.append(start_shell(self.tmp / "bin", home, isig=bool(self.device.extra["fake_isig"])))
@@ -60,7 +60,7 @@ class FakeCtx:
 
     def close(self) -> None:
         for shell in self.shells:
-            shell.console.close("test over")
+            stop(shell)
 
 
 @pytest.fixture
@@ -176,6 +176,7 @@ def test_install_from_the_master_into_testrootfs(make_ctx, tmp_path: Path) -> No
     assert "posix" in state(ctx).installed and STATE_KEY in ctx.state
 
 
+@pytest.mark.slow
 def test_hung_step_fails_at_the_timeout_and_ctrl_c_recovers(make_ctx) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx(timeout=4.0, isig=True)
     hang = {"metadata": {"format": FORMAT, "name": "hang"},
@@ -189,6 +190,7 @@ def test_hung_step_fails_at_the_timeout_and_ctrl_c_recovers(make_ctx) -> None:  
     assert ctx.shells[-1].run("echo alive", 5).output == "alive"
 
 
+@pytest.mark.slow
 def test_hung_step_that_ignores_ctrl_c_marks_the_board_for_reboot(make_ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr("pytest_lava.actions.lava_test.RECOVER_ATTEMPT", 1.5)
     ctx = make_ctx(timeout=4.0, isig=False)

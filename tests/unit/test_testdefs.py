@@ -27,7 +27,7 @@ from pytest_lava.testdefs.device import DeviceRunner, install_script, run_script
 from pytest_lava.testdefs.model import LAVA_TEST, TESTDEF_1_0, definition_from_data
 from pytest_lava.testdefs.parse import signal_fields, unique_ids
 from pytest_lava.testdefs.transfer import ConsoleTransfer
-from tests.unit.fake_busybox import BUSYBOX, make_applet_dir, start_shell
+from tests.unit.fake_busybox import BUSYBOX, make_applet_dir, start_shell, stop
 
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
 
@@ -235,7 +235,7 @@ def shell(tmp_path: Path):  # type: ignore[no-untyped-def]
     home.mkdir()
     session = start_shell(make_applet_dir(tmp_path / "bin"), home)
     yield session
-    session.console.close("test over")
+    stop(session)
 
 
 @needs_busybox
