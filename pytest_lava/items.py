@@ -114,7 +114,8 @@ class JobItem(pytest.Item):
     def case_reports(self) -> list[TestReport]:
         reports = []
         for case in self.cases:
-            nodeid = f"{self.nodeid}::{case_node_name(case.test_case_id)}"
+            base = self.nodeid.split("@lava-", 1)[0]  # xdist's loadgroup suffix belongs to the item only
+            nodeid = f"{base}::{case_node_name(case.test_case_id)}"
             props: list[tuple[str, object]] = [("test_case_id", case.test_case_id)]
             if case.measurement is not None:
                 props.append(("measurement", case.measurement))

@@ -103,10 +103,19 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return None
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
+    # xdist workers re-parse the command line, so they never see the --dist we chose: tell them
+    node.workerinput["lava_loadgroup"] = node.config.option.dist == "loadgroup"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lava: a result of a LAVA job")
     if not config.getoption("lava_job"):
         return
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and workerinput.get("lava_loadgroup"):
+        config.option.loadgroup = True  # xdist then suffixes node ids with their job's group
     options = _options(config)
     lava = LavaSession(config, options, live_fd=_LIVE_FD)
     config.stash[SESSION_KEY] = lava

@@ -1,0 +1,87 @@
+"""Parallel jobs across boards: 8 jobs on 8 boards with ``pytest -n 8`` against the same jobs
+with ``pytest -n 1``, in one run.
+
+The boards are SIMULATED (``pytest_lava/simboard.py``: a small process per board serving a
+scripted console over TCP with a realistic boot time and command latency) — a fake, on purpose:
+eight QEMU guests on two cores would measure the CPU, not the harness.
+
+Each job power-cycles its board, boots the master image, runs commands in it, then boots the test
+image through the (simulated) bootloader. Prints the wall times and a final line
+``efficiency=<x>`` where x = (wall with -n 1) / (wall with -n N) / N: 1.0 is perfect scaling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simlab import SimLab  # noqa: E402
+
+JOB = """\
+job_name: parallel-{n}
+device_type: sim
+timeout: 300
+actions:
+  - command: boot_master_image
+  - command: boot_linaro_image
+"""
+
+
+def run_pytest(jobs: list[Path], devices: Path, results: Path, workers: int) -> float:
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--lava-devices", str(devices),
+            "--lava-results", str(results), "-n", str(workers)]
+    for job in jobs:
+        argv += ["--lava-job", str(job)]
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=devices.parent)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-4000:] + proc.stderr[-2000:])
+        raise SystemExit(f"pytest -n {workers} failed with exit status {proc.returncode}")
+    return wall
+
+
+def boards_used(results: Path) -> set[str]:
+    used = set()
+    for bundle in results.glob("*/summary.txt"):
+        for line in bundle.read_text().splitlines():
+            if "target.hostname" in line:
+                used.add(line.split()[-1])
+    return used
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--boot-time", type=float, default=2.0)
+    args = ap.parse_args()
+    n = args.jobs
+    with tempfile.TemporaryDirectory(prefix="lava-parallel-") as tmp:
+        work = Path(tmp)
+        jobs = []
+        for i in range(n):
+            path = work / f"job{i}.yaml"
+            path.write_text(JOB.format(n=i))
+            jobs.append(path)
+        with SimLab(n, work / "boards", boot_time=args.boot_time) as lab:
+            lab.write_devices(work / "devices")
+            serial, parallel = [], []
+            for r in range(args.repeat):
+                serial.append(run_pytest(jobs, work / "devices", work / f"results-1-{r}", 1))
+                parallel.append(run_pytest(jobs, work / "devices", work / f"results-{n}-{r}", n))
+    s, p = statistics.median(serial), statistics.median(parallel)
+    print(f"{n} jobs on {n} simulated boards: -n 1 wall {s:.2f} s, -n {n} wall {p:.2f} s")
+    print(f"speed-up {s / p:.2f}x of an ideal {n}x")
+    print(f"efficiency={s / p / n:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
