@@ -240,9 +240,12 @@ class MasterBoard(BoardType):
         rr = f"{MOUNT}/rootfs"
         self.step(ctx, sh, "mount testrootfs", f"udevadm trigger 2>/dev/null; mkdir -p {rr}; "
                   f"umount {rr} 2>/dev/null; mount {root} {rr}", ctx.device.timeout("command", 60))
+        ctx.state["testrootfs_mount"] = rr  # lava_test installs into it while it is mounted
         return rr
 
     def unmount(self, ctx, sh: ShellSession, path: str) -> None:  # type: ignore[no-untyped-def]
+        if ctx.state.get("testrootfs_mount") == path:
+            ctx.state.pop("testrootfs_mount")
         self.step(ctx, sh, "sync and unmount", f"sync; umount {shlex.quote(path)}", 300)
 
     def power_off(self, ctx) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,8 @@ The deploy action says what to boot (``ctx.state['qemu']``): a disk ``image``
 (``deploy_linaro_image``), or ``kernel``/``ramdisk``/``dtb``/``rootfs`` for a direct kernel boot
 (``deploy_linaro_kernel``). ``boot_linaro_image`` starts
 ``<qemu_binary> -M <qemu_machine_type> -m <qemu_memory> <qemu_options...> <what the deploy gave>``
-with the console on the process's stdio (a pty, :class:`~pytest_lava.connections.ProcessConnection`)
+with the console on a TCP port of 127.0.0.1 (:class:`~pytest_lava.ptyconn.ProcessConnection`; not stdio:
+QEMU maps LF to CR LF on a terminal)
 and waits for ``tester_str``. An option the deploy gives (``-kernel``, ``-initrd``, ``-dtb``)
 replaces the device's own; the device's ``-append`` is kept and job ``options`` are added to it.
 Disk images are attached with ``snapshot=on``: the cached artifact is never written to.
@@ -15,17 +16,29 @@ and by the job watchdog if the job deadline passes (closing the console kills it
 
 from __future__ import annotations
 
+import socket
+
 from ..errors import InfrastructureError
 from ..ptyconn import ProcessConnection, _kill_process
 from ..shell import ShellSession
 from . import BoardType
 
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (QEMU binds it a moment later; a lost race is one
+    failed boot attempt, retried with another port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 # options that take one argument and that a deploy may supply (the deploy's value wins)
 _REPLACEABLE = ("-kernel", "-initrd", "-dtb")
 
 
-def qemu_argv(device, spec: dict, options: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
-    """The QEMU command line for ``device`` booting what the deploy put in ``spec``."""
+def qemu_argv(device, spec: dict, options: list[str], port: int = 0) -> list[str]:  # type: ignore[no-untyped-def]
+    """The QEMU command line for ``device`` booting what the deploy put in ``spec``, its serial
+    console a TCP server on 127.0.0.1:``port`` that waits for the harness to connect."""
     own = list(device.qemu_options)
     given = {opt for opt in _REPLACEABLE if spec.get(opt.lstrip("-"))}
     opts: list[str] = []
@@ -50,10 +63,13 @@ def qemu_argv(device, spec: dict, options: list[str]) -> list[str]:  # type: ign
     words = [w for w in (append, str(spec.get("append") or ""), *options) if w]
     if words and (spec.get("kernel") or "-kernel" in opts):
         opts += ["-append", " ".join(words)]
-    console = [] if "-nographic" in opts or "-serial" in opts else ["-display", "none", "-serial", "stdio",
-                                                                      "-monitor", "none"]
+    console = [] if "-nographic" in opts or "-display" in opts else ["-display", "none"]
+    if "-serial" not in opts:  # a TCP console: a pty/stdio console would get QEMU's own CR/LF mapping
+        console += ["-serial", f"tcp:127.0.0.1:{port},server=on,wait=on"]
+    if "-monitor" not in opts:
+        console += ["-monitor", "none"]
     return [device.qemu_binary, "-M", device.qemu_machine_type, "-m", str(device.qemu_memory),
-            "-name", f"lava-{device.name}", *console, *opts]
+            "-name", f"lava-{device.name}", *opts, *console]
 
 
 class QemuBoard(BoardType):
@@ -75,7 +91,6 @@ class QemuBoard(BoardType):
         if spec is None and not any(o in dev.qemu_options for o in ("-kernel", "-drive", "-hda", "-bios")):
             raise InfrastructureError(f"{dev.name}: nothing to boot: run deploy_linaro_image (image) or "
                                       "deploy_linaro_kernel first")
-        argv = qemu_argv(dev, spec or {}, list(options))
         tries = max(1, dev.boot_retries)
         errors: list[str] = []
         for n in range(1, tries + 1):
@@ -83,8 +98,10 @@ class QemuBoard(BoardType):
             node = ctx.deadline.child(limit, f"boot qemu ({n}/{tries})")
             try:
                 self.stop(ctx)
-                conn = ProcessConnection(argv, name=f"{dev.name} qemu", cwd=ctx.run.options.rootdir,
-                                         log=ctx.board.log)
+                port = free_port()
+                argv = qemu_argv(dev, spec or {}, list(options), port)
+                conn = ProcessConnection(argv, port=port, name=f"{dev.name} qemu", cwd=ctx.run.options.rootdir,
+                                         output=ctx.board.log_dir / "qemu-output.log", log=ctx.board.log)
                 conn.connect(node)
                 ctx.state["qemu_process"] = conn.proc
                 ctx.log(f"{dev.name}: started qemu, pid {conn.pid}")
