@@ -137,7 +137,8 @@ class ShellSession:
         line = f"echo LAVA_ST''ART_{tag}; {cmd}; echo LAVA_E''ND_{tag} $?"
         self.console.sendline(line, node)
         try:
-            self.console.expect(re.compile(re.escape(start) + r"\r?\n"), node, death_strings=death_strings)
+            # \r* not \r?: a console behind a pty that maps LF to CRLF again shows "\r\r\n"
+            self.console.expect(re.compile(re.escape(start) + r"\r*\n"), node, death_strings=death_strings)
             m = self.console.expect(end_re, node, inactivity=inactivity, death_strings=death_strings)
         except ConsoleTimeout:
             if interrupt_on_timeout and not self.console.closed:
