@@ -149,8 +149,11 @@ class MasterBoard(BoardType):
             except ConsoleTimeout:
                 ctx.log(f"{dev.name}: soft reboot ({dev.soft_boot_cmd!r}) did not restart the board; power-cycling")
         ctx.state.pop("booted", None)
-        console.mark()
         board.power.reset(node.child(None, "power reset"))
+        # a fresh console connection: a console server may keep the old one open but dead when
+        # the board behind it restarts (seen with ser2net when the reset follows the connect closely)
+        board.close_console("power-cycled: reconnecting")
+        board.connect(node.child(min(60.0, node.remaining()), "reconnect console"))
 
     def _retry(self, ctx, what: str, attempt, per_attempt: float) -> None:  # type: ignore[no-untyped-def]
         dev = ctx.device

@@ -127,6 +127,8 @@ def make_ctx(tmp_path: Path, fb: FakeBoard, **kw: object) -> SimpleNamespace:
     board = Board(dev, log_dir=tmp_path)
     board.attach(fb.conn)  # type: ignore[arg-type]
     board.power = fb  # type: ignore[assignment]
+    # the fake's connection survives power cycles: "reconnecting" keeps the same console
+    board.close_console = lambda reason="": None  # type: ignore[method-assign]
     ctx = SimpleNamespace(board=board, device=dev, deadline=Deadline(60, "job/action"), state={}, logs=[],
                           records=[], board_type=MasterBoard(),
                           job=SimpleNamespace(file=tmp_path / "job.yaml"),
