@@ -83,6 +83,7 @@ class JobItem(pytest.Item):
             self.cases = run.run_action(self.action)
         except TestFailure as exc:  # a failing test action is a failure, not an error
             self._failure = exc
+            self.cases = list(getattr(exc, "cases", []))  # the cases it got before failing
 
     def runtest(self) -> None:
         if self._failure is not None:

@@ -158,8 +158,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = item.repr_failure(call.excinfo)  # type: ignore[attr-defined]
     if call.when == "call" and isinstance(item, JobItem):
         for case_report in item.case_reports():
-            item.ihook.pytest_runtest_logreport(report=case_report)
+            log_extra_report(item, case_report)
     return report
+
+
+def log_extra_report(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Log a report that is not the running item's own (a test case, the submit step).
+
+    On an xdist worker it goes straight to the controller: the worker's own logreport hook
+    insists that every report belongs to the running item."""
+    interactor = next((p for p in item.config.pluginmanager.get_plugins()
+                       if type(p).__name__ == "WorkerInteractor"), None)
+    if interactor is None:
+        item.ihook.pytest_runtest_logreport(report=report)
+        return
+    data = item.config.hook.pytest_report_to_serializable(config=item.config, report=report)
+    data.update(item_index=interactor.item_index, worker_id=interactor.workerid,
+                testrun_uid=interactor.testrunuid)
+    interactor.sendevent("testreport", data=data)
 
 
 @pytest.hookimpl(trylast=True)

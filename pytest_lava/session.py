@@ -145,7 +145,9 @@ class LavaSession:
                                  f"submitting the results failed; the bundle is kept in {run.options.results_dir}"
                                  f"/spool (send it later: python -m pytest_lava resubmit {run.options.results_dir})",
                                  when="call", sections=[], duration=0.0, user_properties=[])
-                item.ihook.pytest_runtest_logreport(report=rep)
+                from .plugin import log_extra_report
+
+                log_extra_report(item, rep)
 
     def finish_all(self, *, interrupted: bool) -> None:
         for run in list(self.runs.values()):

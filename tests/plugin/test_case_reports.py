@@ -105,9 +105,6 @@ def test_each_case_is_its_own_report_in_terminal_and_junit(lab: pytest.Pytester)
     assert '"lava_test_install (smoke)"' in bundle and '"test_id": "mixed"' in bundle
 
 
-@pytest.mark.xfail(not hasattr(lava_plugin, "_log_case_report"), strict=True,
-                   reason="xdist's worker asserts every report is the running item's: plugin.py must send case "
-                          "reports to the controller itself (requested in issue 6's report)")
 def test_same_reports_under_xdist(lab: pytest.Pytester) -> None:
     result = run(lab, "-rA", "-n", "2", "--junitxml=r.xml")
     out = result.stdout.str()
