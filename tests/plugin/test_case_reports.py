@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_lava import plugin as lava_plugin
 from tests.unit.fake_busybox import BUSYBOX, PROMPT_RE, make_applet_dir, shell_argv
 
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
