@@ -58,6 +58,7 @@ class ActionContext:
     action: ActionDef
     deadline: Deadline
     cases: list[CaseResult] = field(default_factory=list)
+    message: str = ""  # the result message of a passing action (the `lava` run shows it)
 
     @property
     def board(self) -> Board:
@@ -242,7 +243,8 @@ class JobRun:
         duration = time.monotonic() - start
         failed = [c for c in ctx.cases if c.result == "fail"]
         self.failed_cases += len(failed)
-        self.results.add_action(action.test_case_id, "pass", duration=duration, metadata=action.metadata)
+        self.results.add_action(action.test_case_id, "pass", self.options.masker.mask(ctx.message), duration=duration,
+                                metadata=action.metadata)
         self.note(f"[ACTION-E] {action.command} is finished successfully ({duration:.1f} s"
                   + (f", {len(ctx.cases)} test cases, {len(failed)} failed)" if ctx.cases else ")"))
         return ctx.cases

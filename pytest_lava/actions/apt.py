@@ -70,4 +70,5 @@ def add_apt_repository(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-
     ctx.state.setdefault("apt_sources", []).extend(written)
     why = ("apt-get update was not run: the test image is not running (it runs at the next apt use)" if has_apt
            else "the test image has no apt: the entries were written as add-apt-repository would, nothing installed")
-    ctx.log(f"add_apt_repository: wrote {', '.join(written)} (codename {codename}); {why}")
+    ctx.message = f"wrote {', '.join(written)} (codename {codename}); {why}"
+    ctx.log(f"add_apt_repository: {ctx.message}")
