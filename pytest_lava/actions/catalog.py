@@ -75,6 +75,26 @@ def _testdef_repos(params: dict[str, Any], problems: ProblemList, path: str) -> 
         problems.add(path, "needs one of 'testdef_urls', 'testdef_repos' or 'testdefs'")
 
 
+def _testdefs(params: dict[str, Any], problems: ProblemList, path: str) -> None:
+    """Inline and built-in definitions are checked with the job, before anything touches a board
+    (URLs, paths and repositories are fetched at run time)."""
+    from ..errors import InputError
+    from ..testdefs.load import load_builtin, load_inline
+
+    for i, entry in enumerate(params.get("testdefs") or []):
+        where = f"{path}.testdefs[{i}]"
+        try:
+            if isinstance(entry, dict):
+                load_inline(entry, where)
+            elif isinstance(entry, str) and "://" not in entry and "/" not in entry \
+                    and not entry.endswith((".yaml", ".yml", ".json")):
+                load_builtin(entry)
+        except InputError as exc:
+            for p in exc.problems:
+                field = f"{where}.{p.path}" if p.path else where
+                problems.add(field, p.reason)
+
+
 def _name(fmt: str, key: str):
     return lambda p: fmt.format(p.get(key, "?"))
 
@@ -180,7 +200,7 @@ BUILTIN: list[ActionSpec] = [
             "testdefs": Param(list, items=(str, dict), help="built-in names or inline definitions"),
             "timeout": _TIMEOUT,
         },
-        rules=(_testdef_repos,),
+        rules=(_testdef_repos, _testdefs),
     ),
     ActionSpec(
         "lava_android_test_install", SETUP, default_timeout=2400,
