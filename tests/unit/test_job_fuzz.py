@@ -96,7 +96,8 @@ def valid_job() -> dict[str, Any]:
             {"command": "boot_linaro_image", "parameters": {"options": ["a=b"]}},
             {"command": "lava_test_shell", "parameters": {
                 "testdef_repos": [{"git-repo": "http://x/t.git", "testdef": "smoke.yaml"}],
-                "testdefs": ["smoke", {"metadata": {"format": "Lava-Test Test Definition 1.0", "name": "inline"}, "run": {"steps": ["true"]}}]}},
+                "testdefs": ["smoke", {"metadata": {"format": "Lava-Test Test Definition 1.0", "name": "inline"},
+                                        "run": {"steps": ["true"]}}]}},
             {"command": "lava_android_test_run_custom", "parameters": {"commands": ["ls"]}},
             {"command": "lava_test_run", "parameters": {"test_name": "stream", "timeout": -1}},
             {"command": "submit_results", "parameters": {"server": "http://x/RPC2/", "token": "secret"}},
