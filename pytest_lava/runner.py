@@ -47,7 +47,8 @@ class RunOptions:
     submit_override: str | None = None
     token: str | None = None
     masker: Masker = field(default_factory=Masker)
-    echo: Callable[[str], None] = print
+    echo: Callable[[str], None] = print  # progress notes (shown with --lava-console)
+    announce: Callable[[str], None] = print  # what a lab engineer must always see (quarantine, ...)
 
 
 @dataclass
@@ -315,6 +316,7 @@ class JobRun:
             job=self.job.name)
         if message:
             self.note(message)
+            self.options.announce(f"pytest-lava: {message}")
 
 
 def _device_tags(job: Job) -> list[str]:

@@ -125,7 +125,7 @@ class LavaSession:
                     results_dir=self.options.results_dir, state_dir=self.state_dir,
                     rootdir=self.options.devices_dir.resolve().parent, live=self._live if self.options.console
                     else None, submit_override=self.options.submit, token=self.options.token,
-                    masker=self.masker, echo=self._echo))
+                    masker=self.masker, echo=self._echo, announce=self._announce))
                 self.runs[job.id] = run
             return run
 
@@ -161,6 +161,9 @@ class LavaSession:
     def _echo(self, text: str) -> None:
         if self.options.console:
             self._write(f"[lava] {self.masker.mask(text)}\n")
+
+    def _announce(self, text: str) -> None:
+        self._write(f"{self.masker.mask(text)}\n")
 
     def _live(self, board: str, line: str) -> None:
         self._write(f"[{board}] {self.masker.mask(line)}\n")
