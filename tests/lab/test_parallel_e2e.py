@@ -41,9 +41,11 @@ def running_boards() -> set[str]:
 def stop_new_boards():
     before = running_boards()
     yield
-    started = sorted(running_boards() - before)
+    started = sorted(running_boards() - before - {"ser2net", "http"})
     if started:
         subprocess.run([str(LABCTL), "stop", *started], timeout=120, check=False)
+    if not before:  # the power commands started ser2net and the image server for us: stop them too
+        subprocess.run([str(LABCTL), "stop"], timeout=120, check=False)
 
 
 def test_two_jobs_on_two_lab_boards_at_once(tmp_path: Path, stop_new_boards: None) -> None:
