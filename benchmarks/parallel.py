@@ -34,7 +34,10 @@ actions:
 
 
 def run_pytest(jobs: list[Path], devices: Path, results: Path, workers: int) -> float:
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--lava-devices", str(devices),
+    # plugins that have nothing to do with running jobs (installed here for the project's own tests)
+    # are left out of both runs: each xdist worker would import them again
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
+            "-q", "--lava-devices", str(devices),
             "--lava-results", str(results), "-n", str(workers)]
     for job in jobs:
         argv += ["--lava-job", str(job)]
@@ -60,7 +63,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--jobs", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--boot-time", type=float, default=2.0)
+    ap.add_argument("--boot-time", type=float, default=8.0, help="simulated boot time (s); real boards: 10-60")
     args = ap.parse_args()
     n = args.jobs
     with tempfile.TemporaryDirectory(prefix="lava-parallel-") as tmp:

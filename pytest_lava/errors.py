@@ -117,6 +117,18 @@ class LavaBug(LavaError):
         super().__init__(f"{message} (this is a bug in pytest-lava; please report it)", details=details)
 
 
+def describe_value(value: object) -> str:
+    """A value as an error message names it: ``a string 'x'``, ``an integer 3``, ``a list``."""
+    if value is None:
+        return "null"
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "a mapping"}
+    text = repr(value) if not isinstance(value, list | dict) else ""
+    if len(text) > 30:
+        text = text[:27] + "..."
+    return f"{names.get(type(value), type(value).__name__)}{' ' + text if text else ''}"
+
+
 def kind_of(exc: BaseException) -> str:
     """The taxonomy kind of any exception; unknown exceptions are bugs."""
     return exc.kind if isinstance(exc, LavaError) else "bug"

@@ -16,7 +16,7 @@ from typing import Any
 
 from .actions import registry, suggest
 from .actions.spec import SUBMIT, TEST, ActionSpec
-from .errors import JobError, Problem, ProblemList
+from .errors import JobError, Problem, ProblemList, describe_value
 from .loader import Document, read_document
 
 LOGGING_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -131,20 +131,20 @@ def job_from_document(doc: Document, path: Path) -> Job:
     problems = ProblemList(doc.file)
     data = doc.data
     if not isinstance(data, dict):
-        problems.add("", f"a job must be a mapping with 'timeout' and 'actions', not {_kind(data)}", 1)
+        problems.add("", f"a job must be a mapping with 'timeout' and 'actions', not {describe_value(data)}", 1)
         raise JobError(problems.problems)
 
     timeout = data.get("timeout")
     if "timeout" not in data:
         problems.add("timeout", "is required (the job timeout in seconds)")
     elif isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        problems.add("timeout", f"must be a number of seconds, not {_kind(timeout)}")
+        problems.add("timeout", f"must be a number of seconds, not {describe_value(timeout)}")
     elif not math.isfinite(timeout) or timeout <= 0:  # YAML .inf/.nan, JSON 1e400
         problems.add("timeout", f"must be a positive number of seconds, not {timeout}")
 
     for key in ("job_name", "target", "device_type"):
         if key in data and not isinstance(data[key], str):
-            problems.add(key, f"must be a string, not {_kind(data[key])}")
+            problems.add(key, f"must be a string, not {describe_value(data[key])}")
         elif key in data and not data[key].strip():
             problems.add(key, "must not be empty")
     if "logging_level" in data and data["logging_level"] not in LOGGING_LEVELS:
@@ -152,7 +152,7 @@ def job_from_document(doc: Document, path: Path) -> Job:
     if "priority" in data and data["priority"] not in PRIORITIES:
         problems.add("priority", f"must be one of {', '.join(PRIORITIES)}, not {data['priority']!r}")
     if "health_check" in data and not isinstance(data["health_check"], bool):
-        problems.add("health_check", f"must be true or false, not {_kind(data['health_check'])}")
+        problems.add("health_check", f"must be true or false, not {describe_value(data['health_check'])}")
     tags = data.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         problems.add("tags", "must be a list of strings")
@@ -187,7 +187,7 @@ def _check_actions(data: dict[str, Any], problems: ProblemList) -> list[ActionDe
         problems.add("actions", "is required (the ordered list of steps)")
         return []
     if not isinstance(raw, list):
-        problems.add("actions", f"must be a list of actions, not {_kind(raw)}")
+        problems.add("actions", f"must be a list of actions, not {describe_value(raw)}")
         return []
     if not raw:
         problems.add("actions", "must contain at least one action")
@@ -196,7 +196,7 @@ def _check_actions(data: dict[str, Any], problems: ProblemList) -> list[ActionDe
     for i, entry in enumerate(raw):
         path = f"actions[{i}]"
         if not isinstance(entry, dict):
-            problems.add(path, f"must be a mapping with 'command', not {_kind(entry)}")
+            problems.add(path, f"must be a mapping with 'command', not {describe_value(entry)}")
             continue
         for key in entry:
             if key not in ACTION_KEYS:
@@ -206,7 +206,7 @@ def _check_actions(data: dict[str, Any], problems: ProblemList) -> list[ActionDe
             problems.add(f"{path}.command", "is required")
             continue
         if not isinstance(command, str):
-            problems.add(f"{path}.command", f"must be a string, not {_kind(command)}")
+            problems.add(f"{path}.command", f"must be a string, not {describe_value(command)}")
             continue
         spec = known.get(command)
         if spec is None:
@@ -218,7 +218,7 @@ def _check_actions(data: dict[str, Any], problems: ProblemList) -> list[ActionDe
         if metadata is None:
             metadata = {}
         if not isinstance(metadata, dict):
-            problems.add(f"{path}.metadata", f"must be a mapping, not {_kind(metadata)}")
+            problems.add(f"{path}.metadata", f"must be a mapping, not {describe_value(metadata)}")
             metadata = {}
         elif any(isinstance(v, dict | list) for v in metadata.values()):
             problems.add(f"{path}.metadata", "values must be strings or numbers (they become bundle attributes)")
@@ -227,12 +227,3 @@ def _check_actions(data: dict[str, Any], problems: ProblemList) -> list[ActionDe
     return actions
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-             list: "a list", dict: "a mapping"}
-    text = repr(value) if not isinstance(value, list | dict) else ""
-    if len(text) > 30:
-        text = text[:27] + "..."
-    return f"{names.get(type(value), type(value).__name__)}{' ' + text if text else ''}"

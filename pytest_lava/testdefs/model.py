@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import JobError, ProblemList
+from ..errors import JobError, ProblemList, describe_value
 from ..loader import Document
 
 FORMAT_1_0 = "Lava-Test Test Definition 1.0"
@@ -120,7 +120,7 @@ def definition_from_data(data: Any, source: str, *, name_hint: str = "") -> Test
 
 def _build(data: Any, problems: ProblemList, source: str, name_hint: str) -> TestDefinition | None:
     if not isinstance(data, dict):
-        problems.add("", f"a test definition must be a mapping with 'run', not {_kind(data)}")
+        problems.add("", f"a test definition must be a mapping with 'run', not {describe_value(data)}")
         return None
     metadata = data.get("metadata")
     if isinstance(metadata, dict) and metadata.get("format") == FORMAT_1_0:
@@ -128,21 +128,22 @@ def _build(data: Any, problems: ProblemList, source: str, name_hint: str) -> Tes
         name = metadata.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name):
             problems.add("metadata.name", "is required: a name made of letters, digits, '.', '_', '+', '-'"
-                         + (f" (not {_kind(name)})" if name is not None else ""))
+                         + (f" (not {describe_value(name)})" if name is not None else ""))
             name = name_hint or "testdef"
         meta = {str(k): _text(v) for k, v in metadata.items() if isinstance(v, str | int | float | list)}
     elif "test_id" in data:
         dialect = LAVA_TEST
         name = data.get("test_id")
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            problems.add("test_id", f"must be a name made of letters, digits, '.', '_', '+', '-', not {_kind(name)}")
+            problems.add("test_id", "must be a name made of letters, digits, '.', '_', '+', '-', "
+                         f"not {describe_value(name)}")
             name = name_hint or "testdef"
         meta = {}
         if metadata is not None:
             problems.add("metadata", f"belongs to '{FORMAT_1_0}' definitions; a lava-test definition has test_id")
     else:
         if isinstance(metadata, dict):
-            problems.add("metadata.format", f"must be {FORMAT_1_0!r}, not {_kind(metadata.get('format'))}")
+            problems.add("metadata.format", f"must be {FORMAT_1_0!r}, not {describe_value(metadata.get('format'))}")
         else:
             problems.add("", f"needs 'test_id' (a lava-test definition) or 'metadata' with format {FORMAT_1_0!r}")
         return None
@@ -153,7 +154,7 @@ def _build(data: Any, problems: ProblemList, source: str, name_hint: str) -> Tes
     steps: list[str] = []
     repos: list[str] = []
     if not isinstance(install, dict):
-        problems.add("install", f"must be a mapping (deps, steps, git-repos), not {_kind(install)}")
+        problems.add("install", f"must be a mapping (deps, steps, git-repos), not {describe_value(install)}")
     else:
         deps = _strings(install, "deps", problems, "install.deps")
         steps = _strings(install, "steps", problems, "install.steps")
@@ -178,7 +179,7 @@ def _run(data: dict, problems: ProblemList) -> tuple[list[str], str | None]:
         problems.add("run", "is required: a mapping with 'steps' (the shell commands to run)")
         return [], None
     if not isinstance(run, dict):
-        problems.add("run", f"must be a mapping with 'steps', not {_kind(run)}")
+        problems.add("run", f"must be a mapping with 'steps', not {describe_value(run)}")
         return [], None
     if "steps" not in run:
         problems.add("run.steps", "is required (the shell commands to run)")
@@ -188,20 +189,20 @@ def _run(data: dict, problems: ProblemList) -> tuple[list[str], str | None]:
         problems.add("run.steps", "must contain at least one step")
     options = run.get("default_options")
     if options is not None and not isinstance(options, str):
-        problems.add("run.default_options", f"must be a string, not {_kind(options)}")
+        problems.add("run.default_options", f"must be a string, not {describe_value(options)}")
         options = None
     return steps, options
 
 
 def _parse(parse: Any, problems: ProblemList) -> ParseSpec | None:
     if not isinstance(parse, dict):
-        problems.add("parse", f"must be a mapping (pattern, fixupdict, appendall), not {_kind(parse)}")
+        problems.add("parse", f"must be a mapping (pattern, fixupdict, appendall), not {describe_value(parse)}")
         return None
     pattern = parse.get("pattern")
     compiled = None
     if not isinstance(pattern, str) or not pattern:
         problems.add("parse.pattern", "is required: a regular expression with named groups such as "
-                     f"(?P<test_case_id>...) — not {_kind(pattern)}")
+                     f"(?P<test_case_id>...) — not {describe_value(pattern)}")
     else:
         try:
             compiled = re.compile(pattern)
@@ -239,14 +240,14 @@ def _params(params: Any, problems: ProblemList) -> dict[str, str]:
     if params is None:
         return {}
     if not isinstance(params, dict):
-        problems.add("params", f"must be a mapping of NAME: value, not {_kind(params)}")
+        problems.add("params", f"must be a mapping of NAME: value, not {describe_value(params)}")
         return {}
     out = {}
     for key, value in params.items():
         if not isinstance(key, str) or not _ENV_RE.match(key):
             problems.add(f"params.{key}", "must be a shell variable name (letters, digits, '_')")
         elif isinstance(value, dict | list):
-            problems.add(f"params.{key}", f"must be a string or number, not {_kind(value)}")
+            problems.add(f"params.{key}", f"must be a string or number, not {describe_value(value)}")
         else:
             out[key] = _text(value)
     return out
@@ -256,7 +257,7 @@ def _repos(value: Any, problems: ProblemList, path: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        problems.add(path, f"must be a list of git URLs, not {_kind(value)}")
+        problems.add(path, f"must be a list of git URLs, not {describe_value(value)}")
         return []
     out = []
     for i, repo in enumerate(value):
@@ -273,14 +274,14 @@ def _strings(data: dict, key: str, problems: ProblemList, path: str) -> list[str
     if value is None:
         return []
     if not isinstance(value, list):
-        problems.add(path, f"must be a list of strings, not {_kind(value)}")
+        problems.add(path, f"must be a list of strings, not {describe_value(value)}")
         return []
     out = []
     for i, item in enumerate(value):
         if isinstance(item, str | int | float) and not isinstance(item, bool):
             out.append(str(item))
         else:
-            problems.add(f"{path}[{i}]", f"must be a string, not {_kind(item)}")
+            problems.add(f"{path}[{i}]", f"must be a string, not {describe_value(item)}")
     return out
 
 
@@ -288,7 +289,7 @@ def _mapping(value: Any, problems: ProblemList, path: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.add(path, f"must be a mapping, not {_kind(value)}")
+        problems.add(path, f"must be a mapping, not {describe_value(value)}")
         return {}
     return {str(k): _text(v) for k, v in value.items()}
 
@@ -301,12 +302,3 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-             list: "a list", dict: "a mapping"}
-    text = repr(value) if not isinstance(value, list | dict) else ""
-    if len(text) > 30:
-        text = text[:27] + "..."
-    return f"{names.get(type(value), type(value).__name__)}{' ' + text if text else ''}"
