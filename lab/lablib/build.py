@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import host, images
+from . import host, images, publish
 from .host import LabError, say
 from .images import Part
 from .paths import BUILD, CACHE, FILES, WWW
@@ -233,42 +232,36 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
     step("android-tarballs", list(android.values()), [arm / "Image", arm / "android-ramdisk.gz"],
          android_tarballs)
 
-    matrix_deb = WWW / debs["arm64_matrix_kernel"].name
+    role_debs = {"kernel-a": debs["arm64_kernel"], "kernel-b": debs["arm64_matrix_kernel"]}
+    kernels = publish.kernel_files(role_debs, {"kernel-a": karm, "kernel-b": kmat})
+    kernel_outputs = [WWW / k[key] for k in kernels.values() for key in ("file", "alias")]
+    matrix_deb = WWW / kernels["kernel-b"]["debian_file"]
+    step("kernels", [*kernel_outputs, matrix_deb], [*role_debs.values(), Path(publish.__file__)],
+         lambda: publish.publish_kernels(role_debs, kernels))
 
-    def matrix() -> None:
-        for old in WWW.glob("linux-image-*.deb"):
-            old.unlink()
-        try:
-            os.link(debs["arm64_matrix_kernel"], matrix_deb)
-        except OSError:
-            shutil.copy2(debs["arm64_matrix_kernel"], matrix_deb)
-
-    step("kernel-matrix-deb", [matrix_deb], [debs["arm64_matrix_kernel"]], matrix)
+    x86_www = [WWW / "x86_64/vmlinuz", WWW / "x86_64/initramfs.cpio.gz"]
+    step("x86_64-www", x86_www, [x86 / "vmlinuz", x86 / "initramfs.cpio.gz", Path(publish.__file__)],
+         lambda: publish.publish_x86(x86 / "vmlinuz", x86 / "initramfs.cpio.gz"))
 
     def index() -> None:
-        files = sorted(p for p in WWW.rglob("*") if p.is_file() and p.name not in ("SHA256SUMS",
-                                                                                  "artifacts.json"))
-        sums = []
-        for p in files:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            sums.append(f"{h.hexdigest()}  {p.relative_to(WWW)}")
-        images.write(WWW / "SHA256SUMS", "\n".join(sums) + "\n")
-        art = {k: v.name for k, v in linaro.items()}
+        art: dict[str, object] = {k: v.name for k, v in linaro.items()}
         art.update({f"android_{k}": f"android/{v.name}" for k, v in android.items()})
         art.update({
+            "kernels": kernels,
             "kernel_matrix_deb": matrix_deb.name,
-            "kernel_matrix_prefix": "linux-image-",
+            "kernel_matrix_prefix": publish.KERNEL_PREFIX,
             "kernel_matrix_version": kmat,
             "hwpack_kernel_version": karm,
             "kernel_matrix_distinct": kmat != karm,
+            "x86_64_kernel": "x86_64/vmlinuz",
+            "x86_64_initramfs": "x86_64/initramfs.cpio.gz",
+            "x86_64_kernel_version": kx86,
             "packages": pkgs,
         })
-        images.write(WWW / "artifacts.json", json.dumps(art, indent=2) + "\n")
+        publish.write_index(art)
 
-    www_inputs = [linaro["image_gz"], linaro["rootfs"], android["boot"], matrix_deb]
+    www_inputs = [linaro["image_gz"], linaro["rootfs"], android["boot"], *kernel_outputs, matrix_deb, *x86_www,
+                  Path(publish.__file__)]
     step("www-index", [WWW / "SHA256SUMS", WWW / "artifacts.json"], www_inputs, index)
     if step.done:
         say(f"built {', '.join(step.done)} in {time.monotonic() - t0:.1f}s")
