@@ -14,6 +14,7 @@ from .paths import BUILD, LAB, RUN, WWW
 
 SER2NET = "ser2net"
 HTTP = "http"
+SERVICES = (SER2NET, HTTP)  # what `stop` accepts besides board names
 MASTER_IMG = BUILD / "arm64/master.img"
 NEEDED = {
     "x86_64": [BUILD / "x86_64/vmlinuz", BUILD / "x86_64/initramfs.cpio.gz"],
@@ -148,16 +149,20 @@ def start(chosen: list[Board], fresh_disk: bool = False) -> None:
             power_on(b, fresh_disk=fresh_disk)
 
 
-def stop(chosen: list[Board] | None) -> None:
+def stop(names: list[str] | None) -> None:
+    """Stop the named boards and services (``http``, ``ser2net``); no names: everything."""
+    unknown = [n for n in names or [] if n not in SERVICES and n not in BOARDS]
+    if unknown:  # fails before anything is stopped
+        raise LabError(f"unknown board or service {unknown[0]!r}; boards: {', '.join(BOARDS)}; "
+                       f"services: {', '.join(SERVICES)}")
     with procs.locked():
-        for b in chosen if chosen is not None else list(BOARDS.values()):
-            if procs.running(b.name):
-                power_off(b)
-        if chosen is None:
-            for name in (SER2NET, HTTP):
-                pid = procs.kill(name)
-                if pid:
-                    say(f"{name}: stopped (killed pid {pid})")
+        chosen = list(BOARDS) if names is None else [n for n in names if n not in SERVICES]
+        for name in chosen:
+            if procs.running(name):
+                power_off(BOARDS[name])
+        for name in SERVICES if names is None else [n for n in names if n in SERVICES]:
+            pid = procs.kill(name)
+            say(f"{name}: stopped (killed pid {pid})" if pid else f"{name}: not running")
 
 
 def snapshot() -> dict[str, object]:
