@@ -35,6 +35,8 @@ def link(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
     tmp.unlink(missing_ok=True)
+    if dst.exists() and dst.samefile(src):  # rename() of two links to one inode would do nothing
+        return
     try:
         os.link(src, tmp)
     except OSError:
@@ -66,7 +68,7 @@ def publish_kernels(debs: dict[str, Path], kernels: dict[str, dict[str, str]]) -
         for key in ("file", "alias"):
             wanted[WWW / facts[key]] = debs[role]
     wanted[WWW / kernels["kernel-b"]["debian_file"]] = debs["kernel-b"]
-    for old in [*WWW.glob("linux-image-*.deb"), *(WWW / "kernels").glob("*")]:
+    for old in [*WWW.glob("linux-image-*.deb"), *WWW.glob(".*.tmp"), *(WWW / "kernels").glob("*")]:
         if old not in wanted:
             old.unlink()
     for dst, src in wanted.items():
