@@ -128,6 +128,19 @@ class Console:
         while not self._closed:
             try:
                 data = conn.read(read_size, poll)
+                if data and len(data) < read_size:
+                    # coalesce what is already waiting (no waiting here): one log/scan pass per
+                    # batch instead of per small chunk when a board streams fast
+                    parts = [data]
+                    total = len(data)
+                    while total < read_size:
+                        more = conn.read(read_size - total, 0.0)
+                        if not more:
+                            break
+                        parts.append(more)
+                        total += len(more)
+                    if len(parts) > 1:
+                        data = b"".join(parts)
             except ConnectionLost as exc:
                 if self._closed or not self._reconnect(exc):
                     break

@@ -66,6 +66,9 @@ class ConsoleLog:
         self.bytes_logged = 0
         self._writer: _FileWriter | None = None
         self._out = bytearray()  # pending output, handed to the writer in batches of >= buffer_size
+        self._raw: list[bytes] = []  # chunks not formatted yet, all from millisecond _raw_ms
+        self._raw_len = 0
+        self._raw_ms = -1
         self.buffer_size = buffer_size
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,35 +84,53 @@ class ConsoleLog:
         return self._stamp
 
     def feed(self, data: bytes, now: float | None = None) -> None:
-        """Log a chunk of console bytes (called by the reader thread)."""
+        """Log a chunk of console bytes (called by the reader thread).
+
+        Chunks are only queued here; they are formatted in batches, one batch per millisecond
+        of arrival (its lines share that timestamp), so a fast stream costs a few C-level bytes
+        operations per batch, not per chunk."""
         if not data:
             return
         if now is None:
             now = time.time()
+        ms = int(now * 1000)
         with self._lock:
             self.bytes_logged += len(data)
             if self._writer is not None:
-                text = self._partial + data
-                cut = text.rfind(b"\n") + 1
-                if cut:
-                    stamp = self._timestamp(now)
-                    # no CRs in the log (C-speed delete); the first line gets the stamp here,
-                    # the others through the replace: no Python work per line
-                    body = text[: cut - 1].translate(None, b"\r")
-                    out = self._out
-                    out += stamp
-                    out += body.replace(b"\n", b"\n" + stamp)
-                    out += b"\n"
-                    self._partial = text[cut:]
-                else:
-                    self._partial = text
-                if len(self._partial) > 65536:  # a line that never ends: write it out anyway
-                    self._out += self._timestamp(now) + self._partial.translate(None, b"\r") + b"\n"
-                    self._partial = b""
-                if len(self._out) >= self.buffer_size or time.monotonic() - self._last_flush >= self.flush_interval:
+                if ms != self._raw_ms and self._raw:
+                    self._format_raw_locked()
+                self._raw_ms = ms
+                self._raw.append(data)
+                self._raw_len += len(data)
+                if self._raw_len >= self.buffer_size or time.monotonic() - self._last_flush >= self.flush_interval:
+                    self._format_raw_locked()
                     self._flush_locked()
             if self.live is not None:
                 self._feed_live(data)
+
+    def _format_raw_locked(self) -> None:
+        """Turn the queued chunks into timestamped lines (lock held)."""
+        if not self._raw:
+            return
+        text = self._partial + (self._raw[0] if len(self._raw) == 1 else b"".join(self._raw))
+        self._raw.clear()
+        self._raw_len = 0
+        stamp = self._timestamp(self._raw_ms / 1000.0)
+        cut = text.rfind(b"\n") + 1
+        if cut:
+            # no CRs in the log (C-speed delete); the first line gets the stamp here, the others
+            # through the replace: no Python work per line
+            body = text[: cut - 1].translate(None, b"\r")
+            out = self._out
+            out += stamp
+            out += body.replace(b"\n", b"\n" + stamp)
+            out += b"\n"
+            self._partial = text[cut:]
+        else:
+            self._partial = text
+        if len(self._partial) > 65536:  # a line that never ends: write it out anyway
+            self._out += stamp + self._partial.translate(None, b"\r") + b"\n"
+            self._partial = b""
 
     def _feed_live(self, data: bytes) -> None:
         text = self._live_partial + data
@@ -132,6 +153,7 @@ class ConsoleLog:
         now = time.time()
         with self._lock:
             if self._writer is not None:
+                self._format_raw_locked()
                 if self._partial:  # keep the console's incomplete line readable
                     self._out += self._timestamp(now) + self._partial.translate(None, b"\r") + b"\n"
                     self._partial = b""
@@ -148,6 +170,7 @@ class ConsoleLog:
     def _flush_locked(self, wait: bool = False) -> None:
         self._last_flush = time.monotonic()
         if self._writer is not None:
+            self._format_raw_locked()
             if self._out:
                 data, self._out = self._out, bytearray()
                 self._writer.put(data)
@@ -166,6 +189,7 @@ class ConsoleLog:
     def close(self) -> None:
         with self._lock:
             if self._writer is not None:
+                self._format_raw_locked()
                 if self._partial:
                     self._out += self._timestamp(time.time()) + self._partial.translate(None, b"\r") + b"\n"
                     self._partial = b""

@@ -123,24 +123,48 @@ class Waiter:
     window: int
     hit: Hit | None = None
 
+    def __post_init__(self) -> None:
+        # the hot path's view of the patterns: (regex, literal, overlap) and (needle, overlap);
+        # a literal spanning the old/new boundary starts at most len-1 bytes back, only a regex
+        # needs the whole overlap window
+        self._pats = [(m.regex, m.literal, len(m.literal) - 1 if m.literal is not None else self.window)
+                      for m in self.matchers]
+        self._needles = [(d, len(d) - 1) for d in self.deaths]
+
     def scan(self, buf: bytearray, base: int, pos: int) -> bool:
         """Search the new bytes of ``buf`` (absolute offset of ``buf[0]`` is ``base``; nothing
-        before ``pos`` may match). True when a pattern or a death string was found."""
+        before ``pos`` may match). True when a pattern or a death string was found.
+        Called by the console's reader thread for every chunk: keep it lean."""
         end = base + len(buf)
         if end <= self.scanned or self.hit is not None:
             return self.hit is not None
-        lo = max(base, pos, self.scanned - self.window) - base
+        first = (pos if pos > base else base) - base  # relative offsets from here on
+        new = self.scanned - base
         hi = end - base
+        lo = new - self.window
+        if lo < first:
+            lo = first
         best: tuple[int, int, int] | None = None  # (index, start, end), relative to buf
-        for i, m in enumerate(self.matchers):
-            found = m.search(buf, lo, hi)
-            if found is not None and (best is None or found[0] < best[1]):
-                best = (i, found[0], found[1])
-        for j, needle in enumerate(self.deaths):
-            limit = hi if best is None else min(hi, best[1] + len(needle) - 1)
-            k = buf.find(needle, lo, limit)
+        for i, (regex, literal, overlap) in enumerate(self._pats):
+            s0 = new - overlap
+            if s0 < first:
+                s0 = first
+            if literal is not None:
+                k = buf.find(literal, s0, hi)
+                if k >= 0 and (best is None or k < best[1]):
+                    best = (i, k, k + len(literal))
+            else:
+                m = regex.search(buf, s0, hi)  # type: ignore[union-attr]
+                if m is not None and (best is None or m.start() < best[1]):
+                    best = (i, m.start(), m.end())
+        for j, (needle, overlap) in enumerate(self._needles):
+            s0 = new - overlap
+            if s0 < first:
+                s0 = first
+            limit = hi if best is None else min(hi, best[1] + overlap)
+            k = buf.find(needle, s0, limit)
             if k >= 0 and (best is None or k < best[1]):  # a tie goes to the pattern
-                best = (-1 - j, k, k + len(needle))
+                best = (-1 - j, k, k + overlap + 1)
         self.scanned = end
         if best is None:
             return False
