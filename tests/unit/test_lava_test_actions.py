@@ -113,7 +113,7 @@ def test_lava_test_shell_reports_each_case_and_the_failing_one_with_its_excerpt(
 def test_lava_test_run_stream_has_measurements_and_a_bundle_run(make_ctx) -> None:  # type: ignore[no-untyped-def]
     ctx = make_ctx()
     run("lava_test_run", ctx, {"test_name": "stream", "test_options": "8"})
-    assert [c.test_case_id for c in ctx.cases] == ["Fill", "Write", "Read"]
+    assert [c.test_case_id for c in ctx.cases] == ["Fill", "Write", "Rewrite", "Read", "Copy"]
     assert all(c.units == "MB/s" and c.measurement and c.measurement > 0 for c in ctx.cases)
     runs = ctx.results.build(job_complete=True)["test_runs"]
     assert any(r["test_id"] == "stream" and len(r["test_results"]) == 3 for r in runs)
