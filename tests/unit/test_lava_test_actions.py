@@ -116,7 +116,7 @@ def test_lava_test_run_stream_has_measurements_and_a_bundle_run(make_ctx) -> Non
     assert [c.test_case_id for c in ctx.cases] == ["Fill", "Write", "Rewrite", "Read", "Copy"]
     assert all(c.units == "MB/s" and c.measurement and c.measurement > 0 for c in ctx.cases)
     runs = ctx.results.build(job_complete=True)["test_runs"]
-    assert any(r["test_id"] == "stream" and len(r["test_results"]) == 3 for r in runs)
+    assert any(r["test_id"] == "stream" and len(r["test_results"]) == 5 for r in runs)
 
 
 def test_several_definitions_get_prefixed_ids_and_smoke_passes(make_ctx) -> None:  # type: ignore[no-untyped-def]
