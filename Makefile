@@ -34,8 +34,10 @@ lab-stop:
 # a real job on the built-in lab: QEMU x86_64 board started by the harness, the console live
 DEMO_JOB ?= jobs/qemu-x86_64-smoke.yaml
 demo: lab
-	lab/labctl serve
-	$(PYTEST) -p no:cacheprovider --lava-job $(DEMO_JOB) --lava-console -rA; rc=$$?; lab/labctl stop; exit $$rc
+	@was=$$(lab/labctl status --json | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["processes"]["http"]["pid"] or "")'); \
+	lab/labctl serve && \
+	$(PYTEST) -p no:cacheprovider --lava-job $(DEMO_JOB) --lava-console -rA; rc=$$?; \
+	if [ -z "$$was" ]; then lab/labctl stop http; fi; exit $$rc
 
 test: deps lab lint squad
 	$(PYTEST) -m "not lab" -q -p no:cacheprovider

@@ -94,7 +94,8 @@ class JobItem(pytest.Item):
             self.lava.finish_job(self.job, self)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
-        return self.path, None, f"{self.job.file.name}::{self.name}"
+        # the domain is the item's own name: pytest turns dots before a '[' into '::' in -v lines
+        return self.path, None, self.name
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:  # type: ignore[override]
         exc = excinfo.value
@@ -135,7 +136,8 @@ class JobItem(pytest.Item):
                 longrepr = (str(self.path), 0, f"{result}: {case.message or case.test_case_id}")
             sections = [("console", case.log_excerpt)] if case.log_excerpt and outcome != "failed" else []
             duration = float(case.duration or 0.0)
-            common = dict(nodeid=nodeid, location=(self.location[0], None, f"{self.location[2]}::{case.test_case_id}"),
+            domain = f"{self.name}::{case_node_name(case.test_case_id)}"
+            common = dict(nodeid=nodeid, location=(self.location[0], None, domain),
                           keywords={self.name: 1, case.test_case_id: 1, "lava": 1, "lava-case": 1},
                           user_properties=props)
             reports.append(TestReport(outcome=outcome, longrepr=longrepr, when="call", sections=sections,
