@@ -208,7 +208,8 @@ def read_hwpack_meta(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
-def replace_kernel(hwpack: Path, deb: Path, prefix: str, out: Path, log: Log | None = None) -> str:
+def replace_kernel(hwpack: Path, deb: Path, prefix: str, out: Path, log: Log | None = None,
+                   deb_name: str | None = None) -> str:
     """Write to ``out`` (uncompressed tar) ``hwpack`` with the kernel package matching ``prefix``
     replaced by ``deb``. Returns the new kernel version.
 
@@ -216,11 +217,12 @@ def replace_kernel(hwpack: Path, deb: Path, prefix: str, out: Path, log: Log | N
     are removed, the new .deb added, like linaro-hwpack-replace) and the lab's (an ``HWPACK``
     file naming ``KERNEL=`` and ``KERNEL_PACKAGE=``: the kernel image file is replaced by the
     package's ``boot/vmlinuz-<version>``; the lab's initrd already carries every lab kernel's
-    modules)."""
+    modules). ``deb_name`` is the package's file name as published (the cache stores it under
+    another name)."""
+    deb_name = deb_name or deb.name
     with tempfile.TemporaryDirectory(prefix="lava-hwpack-", dir=out.parent) as tmp:
         tree = Path(tmp) / "hwpack"
         safe_extract(hwpack, tree, log)
-        deb_name = deb.name
         if (tree / "pkgs").is_dir():
             old = [p for p in (tree / "pkgs").glob("*.deb") if p.name.startswith(prefix)]
             if not old:

@@ -73,8 +73,9 @@ def prepare_tarballs(ctx, params: dict[str, Any], cache: DownloadCache) -> tuple
         deb = cache.fetch(url, node)
         st = deb.stat()
         key = f"kernel-matrix:{deb.resolve()}:{st.st_size}:{st.st_mtime_ns}:{prefix}"
-        hw_tar = cache.derive(hw_tar, key, lambda out: replace_kernel(hw_tar, deb, prefix, out, ctx.log), node,
-                              suffix=".tar")
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        hw_tar = cache.derive(hw_tar, key, lambda out: replace_kernel(hw_tar, deb, prefix, out, ctx.log, name),
+                              node, suffix=".tar")
         facts["kernel_matrix"] = url
     facts.update(_hwpack_facts(hw_tar))
     return hw_tar, root_tar, facts
