@@ -8,6 +8,11 @@ checks the SHA-256 (or MD5) itself and only then moves the file into place.
 From the board: ``base64`` (or ``od``) of the file plus its checksum, between the shell's
 markers; the host decodes and verifies. A mismatch (a kernel line in the middle, a dropped byte)
 is retried once, then it is an :class:`InfrastructureError`.
+
+Every command line names the path once, in a shell variable, and refers to it from then on: a
+line editor keeps only so many characters of a line (busybox ash: 1022, ``FEATURE_EDITING_MAX_LEN``)
+and silently drops the rest, so a check line that repeated a long path six times lost its end
+marker and the transfer waited for it until its deadline.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from ..shell import ShellSession
 
 EOF_MARK = "LAVA_XFER_EOF"
 BLOCK_BYTES = 1536  # sent before waiting for the echo
+# the longest command line sent: busybox ash's line editor keeps 1022 characters of a line (1024 with
+# the end of line) and drops the rest; markers and the shell's own words need ~80 more
+MAX_LINE = 900
+# shell variables: the file, and the partial file beside it (short: a printf line must stay on one
+# 80-column line of echo, or its echo is not found)
+PATH_VAR, TMP_VAR = "lxf", "lxt"
 MAX_PULL_BYTES = 8 * 1024 * 1024
 _PRINTF_SAFE = frozenset(range(0x20, 0x7F)) - {ord("'"), ord("\\"), ord("%")}
 
@@ -32,9 +43,18 @@ class TransferError(InfrastructureError):
     """A file could not be moved over the console intact."""
 
 
-def _hash_cmd(path: str) -> str:
-    q = shlex.quote(path)
-    return f"( sha256sum {q} 2>/dev/null || md5sum {q} ) | cut -d' ' -f1"
+def _hash_cmd(var: str) -> str:
+    """Checksum of the file named by shell variable ``var`` (SHA-256, or MD5 on an image without it)."""
+    return f"( sha256sum \"${var}\" 2>/dev/null || md5sum \"${var}\" ) | cut -d' ' -f1"
+
+
+def _set_path(path: str) -> str:
+    """The line that names ``path`` (once) in the shell variables the other lines use."""
+    line = f"{PATH_VAR}={shlex.quote(path)}; {TMP_VAR}=${PATH_VAR}.xfer"
+    if len(line) > MAX_LINE:
+        raise TransferError(f"path {path[:60]}... ({len(path)} characters) is too long for a console command"
+                            f" line (a line editor may keep only ~1000 characters of it)")
+    return line
 
 
 def _digest_ok(data: bytes, digest: str) -> bool:
@@ -70,24 +90,25 @@ class ConsoleTransfer:
         raise TransferError(f"sending {path} ({len(data)} bytes) to the board failed twice: {last}")
 
     def _push_once(self, path: str, data: bytes, node: Deadline, mode: str) -> str:
-        q, tmp = shlex.quote(path), shlex.quote(path + ".xfer")
-        parent = shlex.quote(path.rsplit("/", 1)[0] or "/")
-        self.shell.run(f"mkdir -p {parent} && rm -f {tmp}", node, check=True)
+        p, t = f'"${PATH_VAR}"', f'"${TMP_VAR}"'
+        # the parent directory: "${p%/*}/" is "/" for "/x"; a bare name lives in the current directory
+        parent = f'"${{{PATH_VAR}%/*}}/"' if "/" in path else "."
+        self.shell.run(f"{_set_path(path)}; mkdir -p {parent} && rm -f {t}", node, check=True)
         if self.has_base64(node):
             text = base64.encodebytes(data).decode("ascii")
             lines = text.splitlines()
-            self.shell.console.sendline(f"base64 -d > {tmp} <<'{EOF_MARK}'", node)
+            self.shell.console.sendline(f"base64 -d > {t} <<'{EOF_MARK}'", node)
             self._send_lines(lines, node)
             self.shell.console.sendline(EOF_MARK, node)
             self.shell.console.expect(self.shell.prompt, node)
         else:
-            self.shell.run(f"F={tmp}; : > $F", node, check=True)
+            self.shell.run(f": > {t}", node, check=True)
             # short lines: a line editor wraps its echo at the terminal width (80 columns)
-            self._send_lines([f"printf '{chunk}'>>\"$F\"" for chunk in self._printf_chunks(data)], node)
+            self._send_lines([f"printf '{chunk}'>>{t}" for chunk in self._printf_chunks(data)], node)
             self.shell.run("true", node)  # every printf line has run once its prompt came back
         sha, md5 = hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest()  # noqa: S324
-        check = (f'h=$( {_hash_cmd(path + ".xfer")} ); case "$h" in {sha}|{md5}) mv {tmp} {q} && chmod {mode} {q} '
-                 f'&& echo LAVA_XFER_OK ;; *) echo "LAVA_XFER_BAD $h"; rm -f {tmp} ;; esac')
+        check = (f'h=$( {_hash_cmd(TMP_VAR)} ); case "$h" in {sha}|{md5}) mv {t} {p} && chmod {mode} {p} '
+                 f'&& echo LAVA_XFER_OK ;; *) echo "LAVA_XFER_BAD $h"; rm -f {t} ;; esac')
         out = self.shell.run(check, node).output
         if "LAVA_XFER_OK" in out:
             return "ok"
@@ -123,8 +144,8 @@ class ConsoleTransfer:
     # -- from the board ---------------------------------------------------------------------
     def pull(self, path: str, deadline: Deadline | float, *, max_bytes: int = MAX_PULL_BYTES) -> bytes:
         node = Deadline.coerce(deadline, f"pull {path}")
-        q = shlex.quote(path)
-        size_out = self.shell.run(f"wc -c < {q}", node).output.strip().splitlines()
+        p = f'"${PATH_VAR}"'
+        size_out = self.shell.run(f"{_set_path(path)}; wc -c < {p}", node).output.strip().splitlines()
         if not size_out or not size_out[-1].strip().isdigit():
             raise TransferError(f"cannot read {path} on the board: {' '.join(size_out) or 'no output'}")
         size = int(size_out[-1].strip())
@@ -132,8 +153,8 @@ class ConsoleTransfer:
             raise TransferError(f"{path} on the board is {size} bytes; the console limit is {max_bytes}")
         problem = ""
         for _attempt in range(2):
-            dump = f"base64 {q}" if self.has_base64(node) else f"od -An -v -tx1 {q}"
-            out = self.shell.run(f"{dump} && {_hash_cmd(path)}", node).output
+            dump = f"base64 {p}" if self.has_base64(node) else f"od -An -v -tx1 {p}"
+            out = self.shell.run(f"{_set_path(path)}; {dump} && {_hash_cmd(PATH_VAR)}", node).output
             lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
             if not lines:
                 problem = "no output"

@@ -55,6 +55,9 @@ def lab(pytester: pytest.Pytester) -> pytest.Pytester:
     home = root / "fakehome"
     home.mkdir()
     (home / ".fakerc").write_text("")
+    # a long lava_test_dir on purpose, whatever pytester's directory is called: a command line that
+    # names a path several times once outgrew busybox's 1022-character line editor and hung the job
+    lava_dir = root / "rootfs" / "a-lava-test-dir-long-enough-to-push-a-command-line-past-a-line-editor" / "lava"
     devices = root / "devices"
     devices.mkdir()
     (devices / "device-types").mkdir()
@@ -62,7 +65,7 @@ def lab(pytester: pytest.Pytester) -> pytest.Pytester:
     (devices / "fake01.yaml").write_text(yaml.safe_dump({
         "device_type": "fake", "board_type": "fake-busybox",
         "connection_command": shlex.join(shell_argv(bindir, home)), "tester_str": PROMPT_RE,
-        "master_str": PROMPT_RE, "extra": {"lava_test_dir": str(root / "rootfs" / "lava"), "fake_isig": True}}))
+        "master_str": PROMPT_RE, "extra": {"lava_test_dir": str(lava_dir), "fake_isig": True}}))
     pytester.makeconftest(CONFTEST)
     (root / "job.yaml").write_text(JOB)
     return pytester
