@@ -63,7 +63,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--jobs", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--boot-time", type=float, default=8.0, help="simulated boot time (s); real boards: 10-60")
+    ap.add_argument("--boot-time", type=float, default=15.0, help="simulated boot time (s); real boards: 10-60")
     args = ap.parse_args()
     n = args.jobs
     with tempfile.TemporaryDirectory(prefix="lava-parallel-") as tmp:
