@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .connections import Connection, ConnectionLost
+from .connections import Connection, ConnectionLost, ReconnectBackoff
 from .consolelog import ConsoleLog
 from .deadline import Deadline, DeadlineExceeded
 from .device import DEFAULT_DEATH_STRINGS
@@ -107,6 +107,7 @@ class Console:
         self.reconnect_timeout = reconnect_timeout
         self.deadline = deadline  # parent of reconnect deadlines (the job), if any
         self.poll_interval = poll_interval
+        self.backoff = ReconnectBackoff(connected_at=time.monotonic())
         self.stats = _Stats()
         self._cond = threading.Condition(threading.Lock())
         self._buf = bytearray()
@@ -126,30 +127,23 @@ class Console:
         conn, log, cond, buf = self.connection, self.log, self._cond, self._buf
         read_size, poll = self.read_size, self.poll_interval
         while not self._closed:
+            lost: ConnectionLost | None = None
             try:
                 data = conn.read(read_size, poll)
                 if data and len(data) < read_size:
-                    # coalesce what is already waiting (no waiting here): one log/scan pass per
-                    # batch instead of per small chunk when a board streams fast
-                    parts = [data]
-                    total = len(data)
-                    while total < read_size:
-                        more = conn.read(read_size - total, 0.0)
-                        if not more:
-                            break
-                        parts.append(more)
-                        total += len(more)
-                    if len(parts) > 1:
-                        data = b"".join(parts)
+                    data, lost = self._coalesce(data)
             except ConnectionLost as exc:
-                if self._closed or not self._reconnect(exc):
-                    break
-                continue
+                data, lost = b"", exc
             except Exception as exc:  # any other failure ends the console, visibly
                 self._fail(ConsoleClosed(f"{self.name}: console reader failed: {exc!r}"))
                 break
+            if lost is None and self.backoff.started and (note := self.backoff.settled(time.monotonic())):
+                log.event(note)
             if not data:
-                log.flush()
+                if lost is None:
+                    log.flush()
+                elif self._closed or not self._reconnect(lost):
+                    break
                 continue
             log.feed(data)
             with cond:
@@ -166,10 +160,38 @@ class Console:
                     del buf[:drop]
                     self._base += drop
                     self.stats.trimmed += drop
+            if lost is not None and (self._closed or not self._reconnect(lost)):
+                break
         log.flush()
 
+    def _coalesce(self, data: bytes) -> tuple[bytes, ConnectionLost | None]:
+        """``data`` plus what is already waiting (no waiting here): one log/scan pass per batch
+        instead of per small chunk when a board streams fast. A loss after some bytes keeps them."""
+        parts, total = [data], len(data)
+        try:
+            while total < self.read_size:
+                more = self.connection.read(self.read_size - total, 0.0)
+                if not more:
+                    break
+                parts.append(more)
+                total += len(more)
+        except ConnectionLost as exc:
+            return b"".join(parts), exc
+        return (b"".join(parts) if len(parts) > 1 else data), None
+
     def _reconnect(self, exc: ConnectionLost) -> bool:
-        self.log.event(f"console connection lost: {exc}; reconnecting (up to {self.reconnect_timeout:g} s)")
+        """Reconnect after a loss, paced by :attr:`backoff` (which also decides what is logged: the
+        first loss of a burst and a summary now and then, not a line per drop). False: done."""
+        delay, note, give_up = self.backoff.lost(str(exc), time.monotonic(), self.reconnect_timeout)
+        if note:
+            self.log.event(note)
+        if give_up:
+            self._fail(ConsoleClosed(f"{self.name}: {note}"))
+            return False
+        if delay > 0:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._closed, delay):
+                    return False
         node = Deadline(self.reconnect_timeout, f"{self.name}/reconnect", self.deadline)
         try:
             self.connection.reconnect(node)
@@ -180,7 +202,9 @@ class Console:
             self._fail(ConsoleClosed(f"{self.name}: console connection lost ({exc}) and reconnect failed: {exc2}"))
             return False
         self.stats.reconnects += 1
-        self.log.event(f"console reconnected after {node.elapsed:.2f} s (bytes sent meanwhile may be lost)")
+        self.backoff.connected(time.monotonic())
+        if not self.backoff.drops:
+            self.log.event(f"console reconnected after {node.elapsed:.2f} s (bytes sent meanwhile may be lost)")
         return True
 
     def _fail(self, error: InfrastructureError) -> None:

@@ -2,6 +2,7 @@
 
 * :class:`PtyConnection` — a ``connection_command`` (``telnet localhost 7001``) spawned on a raw
   pty, argv via shlex, killed by PID (its process group) on close; ``reconnect()`` restarts it.
+* :func:`kill_process` — stop a child we started (SIGTERM to its group, then SIGKILL), by PID.
 * :class:`ProcessConnection` — a process a board type starts itself (QEMU, a simulator), console on
   its stdio pty or on a TCP port it opens; killed by PID on close.
 """
@@ -25,7 +26,7 @@ from .deadline import Deadline
 from .errors import ConfigurationError, InfrastructureError
 
 
-def _kill_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> int | None:
+def kill_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> int | None:
     """Stop a child we started: SIGTERM to its process group (it is a session leader, so the group id
     is its PID), then SIGKILL after ``grace`` seconds. Returns the exit status."""
     if proc.poll() is None:
@@ -38,6 +39,9 @@ def _kill_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> int | No
             except subprocess.TimeoutExpired:
                 continue
     return proc.returncode
+
+
+_kill_process = kill_process  # the old private name (boards/qemu.py imports it)
 
 
 class PtyConnection:
@@ -141,7 +145,7 @@ class PtyConnection:
                 os.close(fd)
         proc, self.proc = self.proc, None
         if proc is not None:
-            _kill_process(proc)
+            kill_process(proc)
 
     def reconnect(self, deadline: Deadline) -> None:
         self._stop()
@@ -257,4 +261,4 @@ class ProcessConnection:
         if self._tcp is not None:
             self._tcp.close()
         if self.proc is not None:
-            _kill_process(self.proc)
+            kill_process(self.proc)
