@@ -72,8 +72,19 @@ def lab(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def run(lab: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return lab.runpytest_subprocess("--lava-job", "job.yaml", "--lava-devices", "devices", "--lava-results",
-                                    "results", "-p", "no:cacheprovider", *args, timeout=240)
+    """The inner pytest; a hang there fails here with its thread stacks (faulthandler, at 200 s) and
+    the board's console tail, not with a bare timeout."""
+    try:
+        return lab.runpytest_subprocess("--lava-job", "job.yaml", "--lava-devices", "devices", "--lava-results",
+                                        "results", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=200",
+                                        *args, timeout=240)
+    except lab.TimeoutExpired:
+        stderr = lab.path / "stderr"
+        stacks = stderr.read_text(errors="replace")[-6000:] if stderr.exists() else "(no stderr)"
+        consoles = sorted((lab.path / "results").rglob("console.log"))
+        tail = consoles[-1].read_text(errors="replace")[-2000:] if consoles else "(no console log)"
+        pytest.fail(f"inner pytest hung\n--- its stderr (thread stacks) ---\n{stacks}\n"
+                    f"--- board console tail ---\n{tail}", pytrace=False)
 
 
 def _cases(xml: Path) -> dict[str, ET.Element]:
