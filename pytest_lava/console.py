@@ -13,7 +13,6 @@ board has been silent for that long.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -21,7 +20,8 @@ from dataclasses import dataclass, field
 
 from .connections import Connection, ConnectionLost, ReconnectBackoff
 from .consolelog import ConsoleLog
-from .deadline import Deadline, DeadlineExceeded
+from .consoletext import ConsoleClosed, ConsoleDeath, ConsoleInactivity, ConsoleTimeout, clean_text
+from .deadline import Deadline
 from .device import DEFAULT_DEATH_STRINGS
 from .errors import InfrastructureError, LavaBug
 from .matching import ConsoleMatch, Patterns, TextMatch, Waiter, as_matchers
@@ -35,37 +35,8 @@ __all__ = [
     "ConsoleMatch",
     "ConsoleTimeout",
     "TextMatch",
+    "clean_text",
 ]
-
-_ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
-
-
-class ConsoleTimeout(DeadlineExceeded):
-    """Nothing matched before the deadline; the message carries the last console lines and log path."""
-
-
-class ConsoleInactivity(ConsoleTimeout):
-    """The board was silent for longer than the step allows."""
-
-
-class ConsoleDeath(InfrastructureError):
-    """A death string (kernel panic, oops…) appeared on the console."""
-
-    def __init__(self, message: str, *, death_string: str = "", details: str = "") -> None:
-        super().__init__(message, details=details)
-        self.death_string = death_string
-
-
-class ConsoleClosed(InfrastructureError):
-    """The console was closed (by the job watchdog, or the connection could not be re-established)."""
-
-
-def clean_text(data: bytes | str) -> str:
-    """Console bytes as readable text: UTF-8 with replacement, no CR, no ANSI escapes."""
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    text = text.replace("\r\n", "\n").replace("\r", "")
-    return _ANSI.sub("", text)
-
 
 @dataclass
 class _Stats:

@@ -48,6 +48,13 @@ class CommandFailed(InfrastructureError):
         self.result = result
 
 
+MAX_LINE = 1000  # characters a board shell reliably takes on one line (busybox ash: 1022)
+
+
+class CommandTooLong(InfrastructureError):
+    """A command line longer than a board shell accepts."""
+
+
 class LoginFailed(InfrastructureError):
     """The board refused the login, or asked for a password we do not have."""
 
@@ -135,6 +142,11 @@ class ShellSession:
         start = f"LAVA_START_{tag}"
         end_re = re.compile(rf"LAVA_END_{tag} (\d+)")
         line = f"echo LAVA_ST''ART_{tag}; {cmd}; echo LAVA_E''ND_{tag} $?"
+        if len(line.encode()) > MAX_LINE:
+            # busybox's line editor keeps 1022 characters and drops the rest silently: the end
+            # marker would never come and the step would wait for its whole deadline
+            raise CommandTooLong(f"{node.path}: command line of {len(line)} characters is longer than a board shell "
+                                 f"accepts ({MAX_LINE}); split it or put it in a script: {cmd[:80]!r}...")
         self.console.sendline(line, node)
         try:
             # \r* not \r?: a console behind a pty that maps LF to CRLF again shows "\r\r\n"

@@ -136,3 +136,14 @@ def test_prompt_timeout_names_prompt_and_tail() -> None:
     assert "U-Boot 2023.01" in str(info.value)
     assert "boot/wait for prompt" in str(info.value)
     assert conn.written.count(b"\n") >= 1
+
+
+def test_a_command_line_too_long_for_the_board_shell_fails_at_once() -> None:
+    from pytest_lava.shell import CommandTooLong, ShellSession
+
+    class NoConsole:
+        name = "never-used"
+
+    session = ShellSession(NoConsole(), "# ")  # type: ignore[arg-type]
+    with pytest.raises(CommandTooLong, match="longer than a board shell accepts"):
+        session.run("echo " + "x" * 1200, 5.0)
