@@ -44,7 +44,7 @@ test: deps lab lint squad
 	$(PYTEST) -m lab -q -p no:cacheprovider -rfE
 
 test-fast: deps
-	$(PYTEST) -m "not lab" -q
+	$(PYTEST) -m "not lab and not slow" -q -n 4
 
 test-lab: lab
 	$(PYTEST) -m lab -q -rfE
