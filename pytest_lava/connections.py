@@ -165,7 +165,7 @@ class TcpConnection:
         try:
             data = sock.recv(max_bytes)
         except BlockingIOError:
-            if not _wait_fd(sock.fileno(), timeout):
+            if timeout <= 0 or not _wait_fd(sock.fileno(), timeout):  # no wait asked: no poll either
                 return b""
             try:
                 data = sock.recv(max_bytes)
