@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..console import ConsoleTimeout
+from ..console import ConsoleInactivity, ConsoleTimeout
 from ..deadline import Deadline
 from ..errors import InfrastructureError, JobError, LavaError, TestFailure
 from ..results import Attachment, CaseResult, TestRun
@@ -237,18 +237,24 @@ def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDe
     status: int | None = None
     failure: TestRunFailed | None = None
     try:
-        status = runner.run_test(dirname, ctx.deadline, on_line)
+        # the inactivity watchdog: a run step silent longer than the device allows fails early
+        silent = ctx.device.timeouts.get("test_inactivity")
+        status = runner.run_test(dirname, ctx.deadline, on_line, inactivity=silent)
         collector.finish()
     except ConsoleTimeout as exc:
-        collector.finish(interrupted=f"no end within the action timeout of {ctx.deadline.timeout or 0:g} s")
+        silent_too_long = isinstance(exc, ConsoleInactivity)
+        why = (f"silent for longer than timeouts.test_inactivity ({silent:g} s)" if silent_too_long
+               else f"no end within the action timeout of {ctx.deadline.timeout or 0:g} s")
+        collector.finish(interrupted=why)
         tail = runner.shell.console.tail(25)
         recovered = runner.recover(Deadline(RECOVER_TIMEOUT, "recover after a hung test", ctx.run.deadline),
                                    attempt=RECOVER_ATTEMPT)
         if not recovered:
             ctx.state["booted"] = None  # the next test_shell() reboots into the test image
         ctx.log(f"{definition.name} hung; board {'recovered with Ctrl-C' if recovered else 'to be rebooted'}")
-        failure = TestRunFailed(f"{definition.name}: the run did not finish before the action timeout "
-                                f"({exc.message})", details=f"last console lines:\n{tail}")
+        failure = TestRunFailed(f"{definition.name}: the run was stopped: {why} ({exc.message})"
+                                if silent_too_long else f"{definition.name}: the run did not finish before the "
+                                f"action timeout ({exc.message})", details=f"last console lines:\n{tail}")
     attachments = [Attachment("testdef.yaml", definition.text.encode()), Attachment("stdout.log",
                                                                                     "\n".join(log).encode())]
     if failure is None:

@@ -208,7 +208,7 @@ class DeviceRunner:
         console = self.shell.console
         tag = f"{os.getpid():x}x{next(_counter):x}"
         console.sendline(f"echo LAVA_ST''ART_{tag}; {command}; echo LAVA_E''ND_{tag} $?", deadline)
-        console.expect(re.compile(rf"LAVA_START_{tag}\r?\n"), deadline)
+        console.expect(re.compile(rf"LAVA_START_{tag}\r*\n"), deadline)
         end_re = re.compile(rf"LAVA_END_{tag} (\d+)")
         while True:
             m = console.expect([end_re, "\n"], deadline, inactivity=inactivity)

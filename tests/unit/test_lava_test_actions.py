@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -232,3 +233,16 @@ def test_attachments_come_back_over_the_console_with_a_checksum(make_ctx) -> Non
     case = next(r for r in run_["test_results"] if r["test_case_id"] == "made")
     assert case["attributes"]["attachments"] == made[0]
     json.dumps(bundle)
+
+
+def test_a_silent_run_step_fails_at_the_inactivity_limit_not_the_action_timeout(make_ctx) -> None:  # type: ignore[no-untyped-def]
+    ctx = make_ctx(timeout=60.0, isig=True)
+    ctx.device.timeouts["test_inactivity"] = 2.0
+    quiet = {"metadata": {"format": FORMAT, "name": "quiet"},
+             "run": {"steps": ["lava-test-case talks --result pass", "sleep 50"]}}
+    started = time.monotonic()
+    with pytest.raises(TestRunFailed) as info:
+        run("lava_test_shell", ctx, {"testdefs": [quiet]})
+    assert time.monotonic() - started < 30  # far from the 60 s action timeout
+    assert "silent for longer than timeouts.test_inactivity (2 s)" in info.value.message
+    assert {c.test_case_id: c.result for c in info.value.cases}["talks"] == "pass"
