@@ -153,6 +153,9 @@ def job_from_document(doc: Document, path: Path) -> Job:
         problems.add("priority", f"must be one of {', '.join(PRIORITIES)}, not {data['priority']!r}")
     if "health_check" in data and not isinstance(data["health_check"], bool):
         problems.add("health_check", f"must be true or false, not {describe_value(data['health_check'])}")
+    device_tags = data.get("device_tags", [])
+    if not isinstance(device_tags, list) or not all(isinstance(t, str) for t in device_tags):
+        problems.add("device_tags", "must be a list of strings (tags every chosen board must carry)")
     tags = data.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         problems.add("tags", "must be a list of strings")

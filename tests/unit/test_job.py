@@ -240,3 +240,13 @@ def test_json_lines_only_when_needed() -> None:
     doc = parse_text('{"timeout": 10,\n "actions": [\n  {"command": "x"}]}', "j.json", json_syntax=True)
     assert doc.lines == {}  # not built for a valid file
     assert doc.line("actions[0].command") == 3 and doc.line("timeout") == 1
+
+
+def test_device_tags_must_be_a_list_of_strings(tmp_path: Path) -> None:
+    from pytest_lava.errors import JobError
+    from pytest_lava.job import load_job
+
+    path = tmp_path / "job.yaml"
+    path.write_text("timeout: 10\ndevice_tags: x86\nactions:\n  - command: boot_master_image\n")
+    with pytest.raises(JobError, match=r"job.yaml:2: device_tags: must be a list of strings"):
+        load_job(path)
