@@ -77,6 +77,11 @@ class Matcher:
     source: str
     literal: bytes | None = None
     regex: re.Pattern[bytes] | None = None
+    prefix: bytes | None = None  # literal text every match of ``regex`` starts with (>= 3 bytes)
+
+    def __post_init__(self) -> None:
+        if self.regex is not None and self.prefix is None:
+            self.prefix = literal_prefix(self.regex)
 
     @classmethod
     def of(cls, pattern: PatternLike) -> Matcher:
@@ -105,6 +110,32 @@ def as_matchers(patterns: Patterns) -> list[Matcher]:
     return [Matcher.of(p) for p in items]
 
 
+def literal_prefix(regex: re.Pattern[bytes]) -> bytes | None:
+    """The literal start of every match of ``regex`` (e.g. ``LAVA_END_`` of ``LAVA_END_(\\d+)``),
+    or None when there is none worth searching for. Conservative: any alternation, a flag that
+    changes matching, or a quantifier on the last literal character shortens or drops it."""
+    if regex.flags & (re.IGNORECASE | re.VERBOSE) or b"|" in regex.pattern:
+        return None
+    src = regex.pattern
+    out = bytearray()
+    i = 0
+    while i < len(src):
+        c = chr(src[i])
+        if c == "\\":
+            if i + 1 < len(src) and not chr(src[i + 1]).isalnum():
+                out.append(src[i + 1])
+                i += 2
+                continue
+            break
+        if c in _REGEX_META:
+            break
+        out.append(src[i])
+        i += 1
+    if i < len(src) and chr(src[i]) in "*?{+" and out:
+        out = out[:-1]  # the quantifier applies to the last character
+    return bytes(out) if len(out) >= 3 else None
+
+
 @dataclass
 class Hit:
     index: int  # pattern index; -1 - j for death string j
@@ -127,8 +158,10 @@ class Waiter:
         # the hot path's view of the patterns: (regex, literal, overlap) and (needle, overlap);
         # a literal spanning the old/new boundary starts at most len-1 bytes back, only a regex
         # needs the whole overlap window
-        self._pats = [(m.regex, m.literal, len(m.literal) - 1 if m.literal is not None else self.window)
+        self._pats = [(m.regex, m.literal, len(m.literal) - 1 if m.literal is not None else self.window, m.prefix)
                       for m in self.matchers]
+        # per regex with a prefix: the earliest prefix seen near the end that has not matched yet
+        self._carry: dict[int, int] = {}
         self._needles = [(d, len(d) - 1) for d in self.deaths]
 
     def scan(self, buf: bytearray, base: int, pos: int) -> bool:
@@ -145,7 +178,7 @@ class Waiter:
         if lo < first:
             lo = first
         best: tuple[int, int, int] | None = None  # (index, start, end), relative to buf
-        for i, (regex, literal, overlap) in enumerate(self._pats):
+        for i, (regex, literal, overlap, prefix) in enumerate(self._pats):
             s0 = new - overlap
             if s0 < first:
                 s0 = first
@@ -153,6 +186,28 @@ class Waiter:
                 k = buf.find(literal, s0, hi)
                 if k >= 0 and (best is None or k < best[1]):
                     best = (i, k, k + len(literal))
+            elif prefix is not None:
+                # a match starts with the prefix: run the regex only from a prefix occurrence (new,
+                # or carried over from an earlier scan because its match had not arrived yet)
+                p0 = new - len(prefix) + 1
+                k = buf.find(prefix, p0 if p0 > first else first, hi)
+                carried = self._carry.get(i)
+                start = k if k >= 0 else -1
+                if carried is not None and carried - base >= first and (start < 0 or carried - base < start):
+                    start = carried - base
+                if start < 0:
+                    continue
+                m = regex.search(buf, start, hi)  # type: ignore[union-attr]
+                if m is not None:
+                    if best is None or m.start() < best[1]:
+                        best = (i, m.start(), m.end())
+                else:
+                    w0 = hi - self.window
+                    k = buf.find(prefix, start if start > w0 else w0, hi)
+                    if k >= 0:
+                        self._carry[i] = base + k
+                    else:
+                        self._carry.pop(i, None)
             else:
                 m = regex.search(buf, s0, hi)  # type: ignore[union-attr]
                 if m is not None and (best is None or m.start() < best[1]):
