@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .actions.spec import SETUP, SUBMIT
 from .deadline import Deadline, Watchdog
-from .errors import InfrastructureError, LavaBug, LavaError, TestFailure, kind_of
+from .errors import InfrastructureError, LavaBug, LavaError, kind_of
 from .job import ActionDef, Job
 from .plan import Plan
 from .secrets import Masker
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from .shell import ShellSession
 
 log = logging.getLogger("pytest_lava")
-WATCHDOG_GRACE = 30.0  # seconds pytest-timeout waits beyond the job timeout
 
 
 class NotImplementedYet(LavaError):
@@ -235,8 +234,7 @@ class JobRun:
             if isinstance(exc, InfrastructureError):
                 self.infrastructure_failed = True
                 self.infrastructure_reason = _first_line(str(exc))
-            if action.kind == SETUP or (isinstance(exc, InfrastructureError) and not isinstance(exc, TestFailure)
-                                        and action.kind == SETUP):
+            if action.kind == SETUP:  # the items after a failed setup action are errors with its reason
                 self.fatal = wrapped
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and friends

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from _pytest.reports import TestReport
 
 from .devices import DeviceSet, load_devices
-from .errors import ConfigurationError, InputError, Problem
+from .errors import InputError, Problem
 from .job import Job, load_job
 from .plan import Plan
 from .runner import JobRun, RunOptions
@@ -68,15 +68,17 @@ class LavaSession:
 
     def load(self, path: Path) -> list[Job]:
         """Load, validate and resolve a job file into its variants (raises InputError)."""
-        job = load_job(path)
-        variants = job.variants()
-        for variant in variants:
-            self.plan(variant)  # unknown target/type is a job error, before anything runs
+        return [plan.job for plan in self.resolve(load_job(path))]
+
+    def resolve(self, job: Job) -> list[Plan]:
+        """The plan of every variant: an unknown target/type is a job error before anything runs.
+        Secret parameters (the catalogue marks them) are masked from here on."""
         for action in job.actions:
-            token = action.parameters.get("token")
-            if action.spec.params.get("token") and isinstance(token, str):
-                self.masker.add(token)
-        return variants
+            for name, param in action.spec.params.items():
+                value = action.parameters.get(name)
+                if param.secret and isinstance(value, str):
+                    self.masker.add(value)
+        return [self.plan(variant) for variant in job.variants()]
 
     def plan(self, job: Job) -> Plan:
         return Plan.build(job, self.devices, device_override=self.options.device_override)
@@ -94,11 +96,10 @@ class LavaSession:
             device_problems = exc.problems
         for path in self.options.jobs:
             try:
-                load_job(path)  # job problems are reported even when the devices are broken
+                job = load_job(path)  # job problems are reported even when the devices are broken
                 if device_problems:
                     continue
-                for variant in self.load(path):
-                    plans.append(self.masker.mask(self.plan(variant).describe()))
+                plans.extend(self.masker.mask(plan.describe()) for plan in self.resolve(job))
             except InputError as exc:
                 problems.extend(exc.problems)
         return plans, device_problems + problems
@@ -175,6 +176,3 @@ class LavaSession:
         except OSError:
             pass
 
-
-def configuration_problem(path: Path, reason: str) -> ConfigurationError:
-    return ConfigurationError.single(str(path), "", reason)
