@@ -137,8 +137,8 @@ class MasterBoard(BoardType):
     def _restart(self, ctx, node: Deadline, soft: bool) -> None:  # type: ignore[no-untyped-def]
         """Soft reboot from a running shell when asked (falling back to power), else power-cycle."""
         board, dev = ctx.board, ctx.device
-        console = board.console
-        if soft:
+        if soft:  # only a running board has a console to talk to: an off board is powered first
+            console = board.console
             console.mark()
             console.sendcontrol("c", node)
             console.sendline("", node)
