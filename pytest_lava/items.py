@@ -8,16 +8,15 @@ failing test action are *failures*.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from _pytest.reports import TestReport
 
 from .actions.spec import SETUP, TEST
 from .errors import InputError, LavaError, TestFailure
 from .job import ActionDef, Job
+from .reporting import case_reports
 
 if TYPE_CHECKING:
     from .results import CaseResult
@@ -46,22 +45,31 @@ class JobFile(pytest.File):
         return super().repr_failure(excinfo)  # type: ignore[return-value]
 
 
-def _items_for(parent: JobFile, job: Job) -> Iterator[JobItem]:
+def item_names(job: Job) -> list[tuple[ActionDef, str]]:
+    """The items of a job, in order, with their names (``<action>[<label>]``).
+
+    Test actions are items; setup actions after the last test action become items too, so a job
+    without tests (deploy + boot) still runs and reports. A pure function of the job: the xdist
+    scheduler on the controller, which collects nothing, uses it to tell which job a node id is of."""
     last_test = max((a.index for a in job.actions if a.kind == TEST), default=-1)
     seen: dict[str, int] = {}
+    names = []
     for action in job.actions:
-        # test actions are items; setup actions after the last test action become items too,
-        # so a job without tests (deploy + boot) still runs and reports
         if action.kind == TEST or (action.kind == SETUP and action.index > last_test):
             label = "-".join(x for x in (action.label, job.variant) if x)
             name = f"{action.command}[{label}]" if label else action.command
             seen[name] = seen.get(name, 0) + 1
             if seen[name] > 1:
                 name = f"{name[:-1]}-{seen[name]}]" if name.endswith("]") else f"{name}[{seen[name]}]"
-            item = JobItem.from_parent(parent, name=name, job=job, action=action)
-            item.add_marker(pytest.mark.xdist_group(name=f"lava-{job.id}"))
-            item.add_marker(pytest.mark.timeout(job.timeout + TIMEOUT_GRACE, method="thread"))
-            yield item
+            names.append((action, name))
+    return names
+
+
+def _items_for(parent: JobFile, job: Job) -> Iterator[JobItem]:
+    for action, name in item_names(job):
+        item = JobItem.from_parent(parent, name=name, job=job, action=action)
+        item.add_marker(pytest.mark.timeout(job.timeout + TIMEOUT_GRACE, method="thread"))
+        yield item
 
 
 class JobItem(pytest.Item):
@@ -72,6 +80,7 @@ class JobItem(pytest.Item):
         self.cases: list[CaseResult] = []
         self._failure: LavaError | None = None
         self.is_last = False  # set after deselection: the job finishes in this item's teardown
+        self.teardown_reports: list[pytest.TestReport] = []  # the submit step's, made at the job's end
 
     @property
     def lava(self) -> LavaSession:
@@ -113,43 +122,9 @@ class JobItem(pytest.Item):
             return text
         return super().repr_failure(excinfo)  # type: ignore[return-value]
 
-    def case_reports(self) -> list[TestReport]:
-        reports = []
-        for case in self.cases:
-            base = self.nodeid.split("@lava-", 1)[0]  # xdist's loadgroup suffix belongs to the item only
-            nodeid = f"{base}::{case_node_name(case.test_case_id)}"
-            props: list[tuple[str, object]] = [("test_case_id", case.test_case_id)]
-            if case.measurement is not None:
-                props.append(("measurement", case.measurement))
-            if case.units:
-                props.append(("units", case.units))
-            result = case.result
-            longrepr: Any = None
-            outcome = "passed"
-            if result == "fail":
-                outcome = "failed"
-                longrepr = case.message or f"test case {case.test_case_id!r} failed"
-                if case.log_excerpt:
-                    longrepr += f"\n--- console of {case.test_case_id} ---\n{case.log_excerpt}"
-            elif result in ("skip", "unknown"):
-                outcome = "skipped"
-                longrepr = (str(self.path), 0, f"{result}: {case.message or case.test_case_id}")
-            sections = [("console", case.log_excerpt)] if case.log_excerpt and outcome != "failed" else []
-            duration = float(case.duration or 0.0)
-            domain = f"{self.name}::{case_node_name(case.test_case_id)}"
-            common = dict(nodeid=nodeid, location=(self.location[0], None, domain),
-                          keywords={self.name: 1, case.test_case_id: 1, "lava": 1, "lava-case": 1},
-                          user_properties=props)
-            reports.append(TestReport(outcome=outcome, longrepr=longrepr, when="call", sections=sections,
-                                      duration=duration, **common))
-            reports.append(TestReport(outcome="passed", longrepr=None, when="teardown", sections=[], duration=0.0,
-                                      **common))
-        return reports
-
-
-def case_node_name(test_case_id: str) -> str:
-    """A test case id made safe for a node id (no '::', no brackets, no spaces)."""
-    return re.sub(r"[^A-Za-z0-9_.+=,@%-]+", "_", test_case_id).strip("_") or "case"
+    def case_reports(self) -> list[pytest.TestReport]:
+        """Each test case of this action as a report of its own (see reporting.py)."""
+        return case_reports(self, self.cases)
 
 
 SESSION_KEY = pytest.StashKey["LavaSession"]()

@@ -1,4 +1,4 @@
-"""pytest wiring only: options, collection of job files, xdist grouping, session end.
+"""pytest wiring only: options, collection of job files, xdist scheduling, reports, session end.
 
 The logic lives in job.py (model), plan.py, session.py (per-process state), items.py
 (collection), runner.py (one job's run) and the action modules.
@@ -17,6 +17,7 @@ import pytest
 
 from .errors import InputError
 from .items import SESSION_KEY, JobFile, JobItem
+from .reporting import ExtraReports, attach
 from .session import LavaOptions, LavaSession
 
 JOB_SUFFIXES = (".json", ".yaml", ".yml")
@@ -79,9 +80,6 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Validate every job before the session starts: all problems at once, exit status 4."""
     if not config.getoption("lava_job") and not config.getoption("lava_validate"):
         return None
-    # xdist: keep every job on one worker, in order (the user only passes -n)
-    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") in ("no", "load"):
-        config.option.dist = "loadgroup"
     lava = LavaSession(config, _options(config))
     try:
         plans, problems = lava.validate_all()
@@ -103,19 +101,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return None
 
 
-@pytest.hookimpl(optionalhook=True)
-def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]
-    # xdist workers re-parse the command line, so they never see the --dist we chose: tell them
-    node.workerinput["lava_loadgroup"] = node.config.option.dist == "loadgroup"
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lava: a result of a LAVA job")
     if not config.getoption("lava_job"):
         return
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput and workerinput.get("lava_loadgroup"):
-        config.option.loadgroup = True  # xdist then suffixes node ids with their job's group
+    config.pluginmanager.register(ExtraReports(config), "lava-extra-reports")
     options = _options(config)
     lava = LavaSession(config, options, live_fd=_LIVE_FD)
     config.stash[SESSION_KEY] = lava
@@ -150,50 +140,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.is_last = True
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under xdist, all items of one job run on one worker, in order (see scheduling.py)."""
+    lava = config.stash.get(SESSION_KEY, None)
+    if lava is None:
+        return None
+    from .scheduling import make_scheduler
+
+    return make_scheduler(config, lava.jobs_by_file(), log)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
     report = yield
-    if isinstance(item, JobItem) and call.excinfo is not None and call.when != "call":
-        # setup errors too get the short lab-engineer view (kind, message, console tail, log path)
-        report.longrepr = item.repr_failure(call.excinfo)  # type: ignore[attr-defined]
-    if call.when == "call" and isinstance(item, JobItem):
-        for case_report in item.case_reports():
-            log_extra_report(item, case_report)
+    if isinstance(item, JobItem):
+        if call.excinfo is not None and call.when != "call":
+            # setup errors too get the short lab-engineer view (kind, message, console tail, log path)
+            report.longrepr = item.repr_failure(call.excinfo)  # type: ignore[attr-defined]
+        if call.when == "call":
+            attach(item.config, report, item.case_reports())  # type: ignore[arg-type]
+        elif call.when == "teardown":
+            attach(item.config, report, item.teardown_reports)  # type: ignore[arg-type]
     return report
-
-
-def log_extra_report(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Log a report that is not the running item's own (a test case, the submit step).
-
-    On an xdist worker it goes straight to the controller: the worker's own logreport hook
-    insists that every report belongs to the running item."""
-    interactor = next((p for p in item.config.pluginmanager.get_plugins()
-                       if type(p).__name__ == "WorkerInteractor"), None)
-    if interactor is None:
-        item.ihook.pytest_runtest_logreport(report=report)
-        return
-    data = item.config.hook.pytest_report_to_serializable(config=item.config, report=report)
-    data.update(item_index=interactor.item_index, worker_id=interactor.workerid,
-                testrun_uid=interactor.testrunuid)
-    interactor.sendevent("testreport", data=data)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # a job's test cases are extra reports: keep them out of the progress percentage
-    if "lava-case" in getattr(report, "keywords", {}):
-        reporter = _terminal_reporter
-        if reporter is not None:
-            getattr(reporter, "_progress_nodeids_reported", set()).discard(report.nodeid)
-
-
-_terminal_reporter: object | None = None
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    global _terminal_reporter
-    _terminal_reporter = session.config.pluginmanager.get_plugin("terminalreporter")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from _pytest.reports import TestReport
-
 from .devices import DeviceSet, load_devices
 from .errors import InputError, Problem
 from .job import Job, load_job
@@ -80,6 +78,16 @@ class LavaSession:
                     self.masker.add(value)
         return [self.plan(variant) for variant in job.variants()]
 
+    def jobs_by_file(self) -> dict[Path, list[Job]]:
+        """Every valid job file's variants (the xdist controller, which collects nothing, needs them)."""
+        jobs: dict[Path, list[Job]] = {}
+        for path in self.options.jobs:
+            try:
+                jobs[path] = self.load(path)
+            except InputError:
+                continue  # reported by the workers' collection
+        return jobs
+
     def plan(self, job: Job) -> Plan:
         return Plan.build(job, self.devices, device_override=self.options.device_override)
 
@@ -136,19 +144,14 @@ class LavaSession:
             return
         run.finish()
         if item is not None:
+            from .reporting import step_report
+
             for action in job.submit_actions() or ([None] if self.options.submit else []):
                 name = action.command if action else "submit_results"
                 suffix = f"[{job.variant}]" if job.variant else ""
-                rep = TestReport(nodeid=f"{item.parent.nodeid}::{name}{suffix}",
-                                 location=(item.location[0], None, name), keywords={"lava": 1},
-                                 outcome="passed" if run.submit_ok else "failed",
-                                 longrepr=None if run.submit_ok else
-                                 f"submitting the results failed; the bundle is kept in {run.options.results_dir}"
-                                 f"/spool (send it later: python -m pytest_lava resubmit {run.options.results_dir})",
-                                 when="call", sections=[], duration=0.0, user_properties=[])
-                from .plugin import log_extra_report
-
-                log_extra_report(item, rep)
+                message = (f"submitting the results failed; the bundle is kept in {run.options.results_dir}/spool"
+                           f" (send it later: python -m pytest_lava resubmit {run.options.results_dir})")
+                item.teardown_reports += step_report(item, f"{name}{suffix}", run.submit_ok, message)
 
     def finish_all(self, *, interrupted: bool) -> None:
         for run in list(self.runs.values()):

@@ -34,18 +34,23 @@ pytestmark = pytest.mark.lab
 
 @dataclass
 class Case:
-    name: str  # the JUnit name: "<action>[<label>]::<case>"
+    name: str  # the JUnit name: "<action>[<label>::<case>]"
     outcome: str  # passed / failed / error / skipped
     properties: dict[str, str]
 
     @property
     def definition(self) -> str:
-        """The test definition a case came from: 'smoke' for '...::smoke.kernel-version', else the
-        action's label ('stream' for 'lava_test_run[stream]::Fill')."""
-        action, _, case = self.name.partition("::")
+        """The test definition a case came from: 'smoke' for '...::smoke.kernel-version]', else the
+        action's label ('stream' for 'lava_test_run[stream::Fill]')."""
+        label, _, case = self.name[self.name.index("[") + 1:-1].partition("::")
         if "." in case:
             return case.split(".", 1)[0]
-        return re.sub(r"-kernel-[ab]$", "", action[action.index("[") + 1:-1])
+        return re.sub(r"-kernel-[ab]$", "", label)
+
+    @property
+    def case(self) -> str:
+        """The test case's own name: 'Fill' for 'lava_test_run[stream::Fill]'."""
+        return self.name[self.name.index("[") + 1:-1].partition("::")[2]
 
 
 @dataclass
@@ -165,11 +170,11 @@ def test_qemu_x86_64_smoke_job(pytester: pytest.Pytester, lab_http: None, artifa
     assert set(defs) == {"smoke", "posix", "stream"}, defs.keys()
     for name, cases in defs.items():
         assert len(cases) >= 5, f"{name}: only {[c.name for c in cases]}"
-    stream = {c.name.rsplit("::", 1)[1]: c.properties for c in defs["stream"]}
+    stream = {c.case: c.properties for c in defs["stream"]}
     assert set(stream) == {"Fill", "Write", "Rewrite", "Read", "Copy"}
     for case, props in stream.items():
         assert props["units"] == "MB/s" and float(props["measurement"]) > 0, (case, props)
-    mem = next(c for c in defs["smoke"] if c.name.endswith("::smoke.mem-total"))
+    mem = next(c for c in defs["smoke"] if c.case == "smoke.mem-total")
     assert mem.properties["units"] == "kB" and float(mem.properties["measurement"]) > 100_000
 
     runs = runs_of(run.bundle("qemu-x86_64-smoke"))
@@ -194,7 +199,7 @@ def test_arm64_linaro_job(pytester: pytest.Pytester, arm64: str) -> None:
     defs = run.by_definition()
     assert {n: len(c) >= 5 for n, c in defs.items() if n != "lab-test-image"} == dict.fromkeys(
         ("smoke", "posix", "dmesg", "stream"), True), {n: len(c) for n, c in defs.items()}
-    assert {c.name.rsplit("::", 1)[1] for c in defs["lab-test-image"]} == {
+    assert {c.case for c in defs["lab-test-image"]} == {
         "hostname-is-linaro", "test-image-marker", "apt-source"}
     runs = runs_of(run.bundle("lab-arm64-linaro"))
     lava = results_of(runs["lava"])
@@ -215,9 +220,9 @@ def test_arm64_kernel_matrix_job(pytester: pytest.Pytester, arm64: str, artifact
         assert kernels["kernel-a"]["kernel_version"] != kernels["kernel-b"]["kernel_version"]
     for role, facts in kernels.items():
         # one parametrized run per kernel, its id in every node id, its own cases and bundle
-        ids = [c.name for c in run.cases if f"-{role}]::" in c.name]
-        assert len(ids) >= 5 and any(i.endswith("::smoke.kernel-version") for i in ids), ids
-        assert any(f"[smoke+dmesg-{role}]::smoke.kernel-version PASSED" in line for line in run.result.outlines)
+        ids = [c.name for c in run.cases if f"-{role}::" in c.name]
+        assert len(ids) >= 5 and any(i.endswith("::smoke.kernel-version]") for i in ids), ids
+        assert any(f"[smoke+dmesg-{role}::smoke.kernel-version] PASSED" in line for line in run.result.outlines)
         runs = runs_of(run.bundle(f"lab-arm64-kernel-matrix-{role}"))
         uname = attachment(runs["smoke"], "logs/kernel-version.log")
         assert re.search(rf"^{re.escape(facts['kernel_version'])}\r?$", uname, re.M), (role, facts, uname)
@@ -227,7 +232,7 @@ def test_arm64_kernel_matrix_job(pytester: pytest.Pytester, arm64: str, artifact
 def test_arm64_image_job(pytester: pytest.Pytester, arm64: str) -> None:
     run = run_job(pytester, "lab-arm64-image.json", "--lava-device", arm64)
     assert_all_passed(run)
-    names = {c.name.rsplit("::", 1)[1] for c in run.cases}
+    names = {c.case for c in run.cases}
     assert {"lab-test-image.hostname-is-linaro", "lab-test-image.test-image-marker", "smoke.kernel-version",
             "smoke.loopback-ping"} <= names
     runs = runs_of(run.bundle("lab-arm64-image"))

@@ -6,6 +6,7 @@ host stands in for the booted test image), through the real plugin, actions and 
 
 from __future__ import annotations
 
+import re
 import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -94,10 +95,10 @@ def _cases(xml: Path) -> dict[str, ET.Element]:
 def test_each_case_is_its_own_report_in_terminal_and_junit(lab: pytest.Pytester) -> None:
     result = run(lab, "-rA", "--junitxml=r.xml")
     out = result.stdout.str()
-    assert "PASSED job.yaml::lava_test_run[smoke]::kernel-version" in out
-    assert "PASSED job.yaml::lava_test_shell[mixed]::alpha" in out
-    assert "FAILED job.yaml::lava_test_shell[mixed]::broken" in out
-    assert "PASSED job.yaml::lava_test_shell[posix]::here-document" in out
+    assert "PASSED job.yaml::lava_test_run[smoke::kernel-version]" in out
+    assert "PASSED job.yaml::lava_test_shell[mixed::alpha]" in out
+    assert "FAILED job.yaml::lava_test_shell[mixed::broken]" in out
+    assert "PASSED job.yaml::lava_test_shell[posix::here-document]" in out
     failed_lines = [line for line in out.splitlines() if line.startswith("FAILED ")]
     assert failed_lines == [next(x for x in failed_lines if "::broken" in x)]  # that case alone
     assert "broken-output" in out and "--- console of broken ---" in out
@@ -105,13 +106,13 @@ def test_each_case_is_its_own_report_in_terminal_and_junit(lab: pytest.Pytester)
 
     cases = _cases(lab.path / "r.xml")
     assert len([n for n in cases if "::" in n]) >= 12 + 3 + 18  # smoke, mixed, posix: one <testcase> each
-    broken = cases["lava_test_shell[mixed]::broken"]
+    broken = cases["lava_test_shell[mixed::broken]"]
     assert broken.find("failure") is not None and "broken-output" in broken.find("failure").text  # type: ignore[union-attr]
-    assert cases["lava_test_shell[mixed]::alpha"].find("failure") is None
+    assert cases["lava_test_shell[mixed::alpha]"].find("failure") is None
     assert cases["lava_test_shell[mixed]"].find("failure") is None  # the action itself passed
-    props = {p.get("name"): p.get("value") for p in cases["lava_test_shell[mixed]::speed"].iter("property")}
+    props = {p.get("name"): p.get("value") for p in cases["lava_test_shell[mixed::speed]"].iter("property")}
     assert props["measurement"] == "42.5" and props["units"] == "MB/s"
-    mem = {p.get("name"): p.get("value") for p in cases["lava_test_run[smoke]::mem-total"].iter("property")}
+    mem = {p.get("name"): p.get("value") for p in cases["lava_test_run[smoke::mem-total]"].iter("property")}
     assert mem["units"] == "kB" and float(mem["measurement"]) > 0
 
     bundle = (lab.path / "results" / "job" / "bundle.json").read_text()
@@ -121,21 +122,50 @@ def test_each_case_is_its_own_report_in_terminal_and_junit(lab: pytest.Pytester)
 def test_same_reports_under_xdist(lab: pytest.Pytester) -> None:
     result = run(lab, "-rA", "-n", "2", "--junitxml=r.xml")
     out = result.stdout.str()
-    assert "FAILED job.yaml::lava_test_shell[mixed]::broken" in out
-    assert "PASSED job.yaml::lava_test_shell[mixed]::alpha" in out
+    assert "FAILED job.yaml::lava_test_shell[mixed::broken]" in out
+    assert "PASSED job.yaml::lava_test_shell[mixed::alpha]" in out
     cases = _cases(lab.path / "r.xml")
-    assert cases["lava_test_shell[mixed]::broken"].find("failure") is not None
-    assert cases["lava_test_shell[mixed]::alpha"].find("failure") is None
-    props = {p.get("name"): p.get("value") for p in cases["lava_test_shell[mixed]::speed"].iter("property")}
+    assert cases["lava_test_shell[mixed::broken]"].find("failure") is not None
+    assert cases["lava_test_shell[mixed::alpha]"].find("failure") is None
+    props = {p.get("name"): p.get("value") for p in cases["lava_test_shell[mixed::speed]"].iter("property")}
     assert props["measurement"] == "42.5"
 
 
 def test_k_selects_one_test_action_and_its_setup_still_runs(lab: pytest.Pytester) -> None:
     result = run(lab, "-rA", "-k", "posix")
     out = result.stdout.str()
-    assert "PASSED job.yaml::lava_test_shell[posix]::arithmetic" in out
-    assert "lava_test_run[smoke]" not in out and "::broken" not in out
+    assert "PASSED job.yaml::lava_test_shell[posix::arithmetic]" in out
+    assert "lava_test_run[smoke]" not in out and "::broken]" not in out
     assert result.ret == pytest.ExitCode.OK
     bundle = (lab.path / "results" / "job" / "bundle.json").read_text()
     assert '"lava_test_install (smoke)"' in bundle  # the setup action ran (and installed on first use)
     assert '"test_id": "posix"' in bundle and '"test_id": "mixed"' not in bundle
+
+
+PLAIN_TESTS = """
+def test_plain_one():
+    assert 1 + 1 == 2
+
+def test_plain_two():
+    assert "lava"
+"""
+
+
+@pytest.mark.parametrize("dist", ["load", "loadfile", "loadgroup"])
+def test_xdist_keeps_a_job_on_one_worker_beside_plain_tests(lab: pytest.Pytester, dist: str) -> None:
+    lab.makepyfile(test_plain=PLAIN_TESTS)
+    result = run(lab, "-v", "-n", "2", "--dist", dist, "--junitxml=r.xml", "job.yaml", "test_plain.py")
+    out = result.stdout.str()
+    workers = {m.group(2): m.group(1) for m in re.finditer(r"\[(gw\d)\] \[\s*\d+%\] \w+ (\S+)", out)}
+    job_workers = {w for nodeid, w in workers.items() if nodeid.startswith("job.yaml")}
+    assert len(job_workers) == 1, out  # one worker ran every item of the job
+    assert {"test_plain.py::test_plain_one", "test_plain.py::test_plain_two"} <= set(workers), out
+    percents = [int(p) for p in re.findall(r"\[\s*(\d+)%\]", out)]
+    assert percents and max(percents) == 100, out  # cases add no progress step
+    names = list(_cases(lab.path / "r.xml"))
+    assert not [n for n in names if "@" in n], names  # no xdist group suffix
+    assert "lava_test_shell[mixed::broken]" in names and "test_plain_one" in names
+    assert names.count("lava_test_shell[mixed::broken]") == 1
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # the broken case, and only it
+    assert [line for line in out.splitlines() if line.startswith("FAILED ")] == [
+        next(line for line in out.splitlines() if line.startswith("FAILED job.yaml::lava_test_shell[mixed::broken]"))]

@@ -1,0 +1,209 @@
+"""xdist scheduling: every item of one job (one kernel_matrix variant) runs on one worker, in order.
+
+A job holds a board from its first item to its last, so its items must not be spread over workers
+(each would lease and boot a board of its own). pytest-xdist's public hook
+``pytest_xdist_make_scheduler`` hands the plugin the scheduling whenever ``-n``/``--tx`` is used; the
+scheduler here makes each job one *work unit* and gives a worker a new unit only when it is about to
+finish the one it has, so long jobs spread over the workers as boards free up. Items that are not
+LAVA jobs (plain pytest tests in the same session) are scheduled as the user's ``--dist`` asks:
+one test per unit for ``load`` (the default), by file for ``loadfile``, by class/module for
+``loadscope``, by ``xdist_group`` for ``loadgroup``.
+
+The controller collects nothing: it learns which job a node id belongs to from the job files
+themselves (:func:`pytest_lava.items.item_names` is the single source of item names).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .items import item_names
+
+UnitKey = tuple[str, str]
+
+
+class JobUnits:
+    """Maps a node id to its work unit: ("job", <file>#<variant>) for a job's items, else by --dist."""
+
+    def __init__(self, jobs: dict[Path, list[Any]], rootpath: Path, dist: str) -> None:
+        self.rootpath = rootpath
+        self.dist = dist
+        self._by_path: dict[Path, dict[str, str]] = {}
+        self._by_basename: dict[str, dict[str, str]] = {}
+        for path, variants in jobs.items():
+            names: dict[str, str] = {}
+            for job in variants:
+                for _action, name in item_names(job):
+                    names[name] = f"{path}#{job.variant}"
+            self._by_path[path.resolve()] = names
+            self._by_basename.setdefault(path.name, {}).update(names)
+
+    def job_of(self, nodeid: str) -> str | None:
+        fspart, sep, name = nodeid.partition("::")
+        if not sep:
+            return None
+        names = self._by_path.get((self.rootpath / fspart).resolve())
+        if names is None:  # a job file outside the rootdir: pytest names it relative to something else
+            names = self._by_basename.get(Path(fspart).name, {})
+        return names.get(name)
+
+    def key(self, nodeid: str) -> UnitKey:
+        job = self.job_of(nodeid)
+        if job is not None:
+            return ("job", job)
+        if self.dist == "loadfile":
+            return ("file", nodeid.split("::", 1)[0])
+        if self.dist == "loadscope":
+            return ("scope", nodeid.rsplit("::", 1)[0])
+        if self.dist == "loadgroup" and "@" in nodeid:
+            return ("group", nodeid.rsplit("@", 1)[1])
+        return ("test", nodeid)
+
+
+class JobScheduling:
+    """An xdist scheduler (the ``xdist.scheduler.protocol.Scheduling`` protocol) of whole work units.
+
+    A worker runs an item only once it knows the next one (or is told to shut down), so a worker is
+    given its next unit when it has one item left, and shut down when nothing is left."""
+
+    def __init__(self, numnodes: int, unit_of: Callable[[str], UnitKey],
+                 log: Callable[..., None] | None = None,
+                 collection_mismatch: Callable[[str], None] | None = None) -> None:
+        self.numnodes = numnodes
+        self.unit_of = unit_of
+        self.log = log or (lambda *args: None)
+        self.collection_mismatch = collection_mismatch
+        self.collection: list[str] | None = None
+        self.workqueue: OrderedDict[UnitKey, dict[str, bool]] = OrderedDict()
+        self.assigned: dict[Any, dict[UnitKey, dict[str, bool]]] = {}
+        self.collections: dict[Any, list[str]] = {}
+
+    # -- the protocol's state ---------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[Any]:
+        return list(self.assigned)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return len(self.collections) >= self.numnodes
+
+    @property
+    def tests_finished(self) -> bool:
+        if not self.collection_is_completed or self.workqueue:
+            return False
+        return all(_pending(work) < 2 for work in self.assigned.values())
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.workqueue) or any(_pending(work) for work in self.assigned.values())
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    def add_node(self, node: Any) -> None:
+        self.assigned[node] = {}
+
+    def add_node_collection(self, node: Any, collection: Sequence[str]) -> None:
+        if self.collection is not None and list(collection) != self.collection:
+            self.log(f"worker {node.gateway.id} collected different tests; it gets none")
+            if self.collection_mismatch is not None:
+                self.collection_mismatch(node.gateway.id)
+            return
+        self.collections[node] = list(collection)
+
+    def remove_node(self, node: Any) -> str | None:
+        """A worker went away; its unfinished items go back to the queue. Returns the item it was on."""
+        work = self.assigned.pop(node, {})  # its collection stays: the collection is still complete
+        crashed = next((nodeid for unit in work.values() for nodeid, done in unit.items() if not done), None)
+        for key, unit in work.items():
+            rest = {nodeid: False for nodeid, done in unit.items() if not done}
+            if rest:
+                self.workqueue[key] = rest
+                self.workqueue.move_to_end(key, last=False)
+        for other in self.nodes:
+            self._reschedule(other)
+        return crashed
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+        nodeid = self.collections[node][item_index]
+        self.assigned[node][self.unit_of(nodeid)][nodeid] = True
+        self._reschedule(node)
+
+    def mark_test_pending(self, item: str) -> None:
+        raise NotImplementedError("pytest-lava's scheduler does not steal work")
+
+    def remove_pending_tests_from_node(self, node: Any, indices: Sequence[int]) -> None:
+        raise NotImplementedError("pytest-lava's scheduler does not steal work")
+
+    def schedule(self) -> None:
+        if self.collection is not None:  # a node came up late: give it work
+            for node in self.nodes:
+                self._reschedule(node)
+            return
+        collections = list(self.collections.values())
+        if not collections:
+            return
+        self.collection = collections[0]
+        if any(c != self.collection for c in collections[1:]):
+            self.log("workers collected different tests; not scheduling")
+            if self.collection_mismatch is not None:
+                self.collection_mismatch("workers collected different tests")
+            return
+        for nodeid in self.collection:
+            self.workqueue.setdefault(self.unit_of(nodeid), {})[nodeid] = False
+        for node in self.nodes:  # one unit each first, so every worker starts at once
+            if node not in self.collections:
+                continue
+            if not self.workqueue:
+                node.shutdown()
+                continue
+            self._assign(node)
+        for node in self.nodes:
+            self._reschedule(node)
+
+    def _assign(self, node: Any) -> None:
+        key, unit = self.workqueue.popitem(last=False)
+        self.assigned[node][key] = unit
+        index = {nodeid: i for i, nodeid in enumerate(self.collections[node])}
+        node.send_runtest_some([index[nodeid] for nodeid, done in unit.items() if not done])
+
+    def _reschedule(self, node: Any) -> None:
+        if node.shutting_down or node not in self.collections:
+            return
+        if _pending(self.assigned[node]) > 1:
+            return
+        if not self.workqueue:
+            node.shutdown()
+            return
+        self._assign(node)
+
+
+def _pending(work: dict[UnitKey, dict[str, bool]]) -> int:
+    return sum(1 for unit in work.values() for done in unit.values() if not done)
+
+
+def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any) -> JobScheduling:
+    """The scheduler for a session with LAVA jobs (called from the xdist hook in plugin.py)."""
+    units = JobUnits(jobs, config.rootpath, str(config.getoption("dist", "load")))
+
+    def mismatch(where: str) -> None:
+        config.hook.pytest_collectreport(report=pytest.CollectReport(
+            nodeid=where, outcome="failed", longrepr=f"xdist: {where}: collections differ", result=[]))
+
+    return JobScheduling(worker_count(config), units.key, log=log, collection_mismatch=mismatch)
+
+
+def worker_count(config: pytest.Config) -> int:
+    """How many workers xdist starts: its ``--tx`` specs (``-n N`` is N times ``popen``), ``K*spec`` K times."""
+    count = 0
+    for spec in config.getoption("tx", None) or []:
+        times, star, _ = str(spec).partition("*")
+        count += int(times) if star and times.isdigit() else 1
+    return count or int(config.getoption("numprocesses", 0) or 0)

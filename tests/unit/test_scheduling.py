@@ -1,0 +1,169 @@
+"""The xdist scheduler: a job's items on one worker, in order; other tests by the user's --dist.
+
+Fake worker nodes record what they are sent and run it the way an xdist worker does: an item runs
+only once the worker knows the next one, or has been told to shut down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pytest_lava.scheduling import JobScheduling
+
+
+@dataclass
+class FakeGateway:
+    id: str
+
+
+@dataclass(eq=False)
+class FakeNode:
+    name: str
+    sent: list[int] = field(default_factory=list)
+    shutting_down: bool = False
+
+    @property
+    def gateway(self) -> FakeGateway:
+        return FakeGateway(self.name)
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        assert not self.shutting_down
+        self.sent += indices
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+COLLECTION = ["a.yaml::x[1]", "a.yaml::x[2]", "b.yaml::x[1]", "b.yaml::x[2]", "b.yaml::x[3]",
+              "c.yaml::x[1]", "c.yaml::x[2]", "t.py::test_one", "t.py::test_two"]
+
+
+def unit_of(nodeid: str) -> tuple[str, str]:
+    path = nodeid.split("::")[0]
+    return ("job", path) if path.endswith(".yaml") else ("test", nodeid)
+
+
+def drive(sched: JobScheduling, nodes: list[FakeNode]) -> dict[str, list[str]]:
+    """Run everything to the end, one item at a time, round robin over the workers."""
+    for node in nodes:
+        sched.add_node(node)
+        sched.add_node_collection(node, COLLECTION)
+    assert sched.collection_is_completed
+    sched.schedule()
+    done: dict[FakeNode, int] = {n: 0 for n in nodes}
+    ran: dict[str, list[str]] = {n.name: [] for n in nodes}
+    progress = True
+    while progress:
+        progress = False
+        for node in nodes:
+            runnable = len(node.sent) - done[node] - (0 if node.shutting_down else 1)
+            if runnable > 0:
+                index = node.sent[done[node]]
+                done[node] += 1
+                ran[node.name].append(COLLECTION[index])
+                sched.mark_test_complete(node, index)
+                progress = True
+    assert sched.tests_finished and not sched.has_pending
+    assert all(n.shutting_down for n in nodes)
+    return ran
+
+
+def test_each_job_runs_whole_on_one_worker_in_order() -> None:
+    nodes = [FakeNode("gw0"), FakeNode("gw1")]
+    ran = drive(JobScheduling(2, unit_of), nodes)
+    everything = [nodeid for items in ran.values() for nodeid in items]
+    assert sorted(everything) == sorted(COLLECTION)  # each item exactly once
+    for job in ("a.yaml", "b.yaml", "c.yaml"):
+        holders = [w for w, items in ran.items() if any(i.startswith(job) for i in items)]
+        assert len(holders) == 1, (job, ran)
+        items = [i for i in ran[holders[0]] if i.startswith(job)]
+        assert items == [i for i in COLLECTION if i.startswith(job)]  # in job order
+
+
+def test_both_workers_start_at_once_and_a_worker_gets_more_only_near_its_end() -> None:
+    nodes = [FakeNode("gw0"), FakeNode("gw1")]
+    sched = JobScheduling(2, unit_of)
+    for node in nodes:
+        sched.add_node(node)
+        sched.add_node_collection(node, COLLECTION)
+    sched.schedule()
+    assert nodes[0].sent == [0, 1] and nodes[1].sent == [2, 3, 4]  # one job each, nothing queued
+    sched.mark_test_complete(nodes[1], 2)
+    assert nodes[1].sent == [2, 3, 4]  # two left: no more yet
+    sched.mark_test_complete(nodes[0], 0)
+    assert nodes[0].sent == [0, 1, 5, 6]  # one left, which it cannot start alone: the next job
+
+
+def test_more_workers_than_units_shuts_the_spare_down() -> None:
+    nodes = [FakeNode(f"gw{i}") for i in range(12)]
+    ran = drive(JobScheduling(12, unit_of), nodes)
+    assert sum(1 for items in ran.values() if items) == 5  # three jobs, two plain tests
+
+
+def test_a_crashed_worker_gives_its_unfinished_items_back_first() -> None:
+    nodes = [FakeNode("gw0"), FakeNode("gw1")]
+    sched = JobScheduling(2, unit_of)
+    for node in nodes:
+        sched.add_node(node)
+        sched.add_node_collection(node, COLLECTION)
+    sched.schedule()
+    sched.mark_test_complete(nodes[1], 2)
+    crashed = sched.remove_node(nodes[1])
+    assert crashed == "b.yaml::x[2]"
+    assert next(iter(sched.workqueue.values())) == {"b.yaml::x[2]": False, "b.yaml::x[3]": False}
+
+
+def test_a_worker_with_another_collection_gets_nothing() -> None:
+    seen: list[str] = []
+    nodes = [FakeNode("gw0"), FakeNode("gw1")]
+    sched = JobScheduling(1, unit_of, collection_mismatch=seen.append)
+    sched.add_node(nodes[0])
+    sched.add_node_collection(nodes[0], COLLECTION)
+    sched.schedule()
+    sched.add_node(nodes[1])
+    sched.add_node_collection(nodes[1], COLLECTION[:-1])
+    assert seen == ["gw1"] and nodes[1].sent == []
+
+
+class FakeConfig:
+    def __init__(self, **options: object) -> None:
+        self.options = options
+
+    def getoption(self, name: str, default: object = None) -> object:
+        return self.options.get(name, default)
+
+
+def test_worker_count_from_tx_specs() -> None:
+    from pytest_lava.scheduling import worker_count
+
+    assert worker_count(FakeConfig(tx=["popen"] * 3, numprocesses=3)) == 3  # type: ignore[arg-type]
+    assert worker_count(FakeConfig(tx=["2*popen", "ssh=lab2//python=python3"])) == 3  # type: ignore[arg-type]
+    assert worker_count(FakeConfig(numprocesses=4)) == 4  # type: ignore[arg-type]
+
+
+def test_units_of_jobs_variants_and_plain_tests(tmp_path: Path) -> None:
+    from pytest_lava.job import load_job
+    from pytest_lava.scheduling import JobUnits
+
+    (tmp_path / "jobs").mkdir()
+    job = tmp_path / "jobs" / "km.yaml"
+    job.write_text(yaml.safe_dump({"job_name": "km", "device_type": "panda", "timeout": 60, "actions": [
+        {"command": "boot_master_image"},
+        {"command": "deploy_linaro_image", "parameters": {
+            "hwpack": "http://127.0.0.1/h.tgz", "rootfs": "http://127.0.0.1/r.tgz",
+            "kernel_matrix": [["http://127.0.0.1/a.deb", "linux-image-"], ["http://127.0.0.1/b.deb", "linux-image-"]]}},
+        {"command": "boot_linaro_image"},
+        {"command": "lava_test_shell", "parameters": {"testdefs": ["smoke"]}},
+        {"command": "lava_test_shell", "parameters": {"testdefs": ["posix"]}}]}))
+    variants = load_job(job).variants()
+    assert len(variants) == 2
+    units = JobUnits({job: variants}, tmp_path, "loadfile")
+    keys = {units.key(f"jobs/km.yaml::lava_test_shell[{t}-{v.variant}]") for t in ("smoke", "posix") for v in variants}
+    assert len(keys) == 2 and all(k[0] == "job" for k in keys)  # one unit per kernel_matrix variant
+    assert units.key("../elsewhere/km.yaml::lava_test_shell[smoke-" + variants[0].variant + "]")[0] == "job"
+    assert units.key("tests/test_x.py::test_a") == ("file", "tests/test_x.py")
+    assert JobUnits({}, tmp_path, "load").key("t.py::test_a") == ("test", "t.py::test_a")
+    assert JobUnits({}, tmp_path, "loadgroup").key("t.py::test_a@db") == ("group", "db")
