@@ -1,23 +1,39 @@
 # pytest-lava — two commands on a fresh Debian 12 machine:
 #   make demo   builds the emulated lab and runs a real job on it
 #   make test   installs what the tests need, builds the lab, runs the whole suite
+#
+# Everything runs in the project's own virtual environment (.venv), made from PYTHON with the
+# NEWEST releases of the dependencies; `make test-oldest` runs the fast suite in .venv-oldest with
+# the OLDEST releases pyproject.toml admits (constraints/oldest.txt). CI runs both.
 PYTHON ?= python3
-PYTEST = $(PYTHON) -m pytest
-APT_PACKAGES = git
+VENV ?= .venv
+PY = $(VENV)/bin/python
+PYTEST = $(PY) -m pytest
+OLDEST_VENV ?= .venv-oldest
+APT_PACKAGES = git python3-venv
 STAMP = .make-stamps
 
-.PHONY: all deps lab demo test test-fast test-lab lint bench clean-lab lab-stop squad
+.PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad
 
 all: test
 
 $(STAMP):
 	@mkdir -p $(STAMP)
 
-# Python dependencies (runtime + test) and the few host tools the suite itself calls
+# host tools the Makefile itself needs: git, and venv/ensurepip (Debian 12's own python3 has
+# neither until python3-venv is installed; its pip refuses to install into the system, PEP 668)
+host-tools: $(STAMP)/host-tools
+$(STAMP)/host-tools: | $(STAMP)
+	@if ! command -v git >/dev/null || ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES); fi
+	@touch $@
+
+# Python dependencies (runtime + test), newest releases, in .venv
 deps: $(STAMP)/deps
-$(STAMP)/deps: pyproject.toml | $(STAMP)
-	@command -v git >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES))
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+$(STAMP)/deps: pyproject.toml $(STAMP)/host-tools
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -U -e '.[test]'
+	@$(PY) -m pip list --disable-pip-version-check 2>/dev/null | grep -i -E '^(pytest|pytest-xdist|pytest-timeout|pluggy) '
 	@touch $@
 
 # the emulated lab: Debian packages, kernels, U-Boot, disk images, artifacts (cached; a second run does nothing)
@@ -26,7 +42,7 @@ lab: deps
 
 # a real SQUAD server (its own venv, SQLite) for the integration tests of the SQUAD sink
 squad: deps
-	$(PYTHON) tests/integration/squad_server.py install
+	$(PY) tests/integration/squad_server.py install
 
 lab-stop:
 	lab/labctl stop
@@ -34,7 +50,7 @@ lab-stop:
 # a real job on the built-in lab: QEMU x86_64 board started by the harness, the console live
 DEMO_JOB ?= jobs/qemu-x86_64-smoke.yaml
 demo: lab
-	@was=$$(lab/labctl status --json | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["processes"]["http"]["pid"] or "")'); \
+	@was=$$(lab/labctl status --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)["processes"]["http"]["pid"] or "")'); \
 	lab/labctl serve && \
 	$(PYTEST) -p no:cacheprovider --lava-job $(DEMO_JOB) --lava-console -rA; rc=$$?; \
 	if [ -z "$$was" ]; then lab/labctl stop http; fi; exit $$rc
@@ -46,16 +62,23 @@ test: deps lab lint squad
 test-fast: deps
 	$(PYTEST) -m "not lab and not slow" -q -n 4
 
+# the suite without lab boards, on the oldest supported releases (constraints/oldest.txt)
+test-oldest: $(STAMP)/host-tools
+	@test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints/oldest.txt -e '.[test]'
+	@$(OLDEST_VENV)/bin/python -m pip list --disable-pip-version-check 2>/dev/null | grep -i -E '^(pytest|pytest-xdist|pytest-timeout|pluggy) '
+	$(OLDEST_VENV)/bin/python -m pytest -m "not lab and not integration" -q -p no:cacheprovider -n 2
+
 test-lab: lab
 	$(PYTEST) -m lab -q -rfE
 
 lint: deps
-	$(PYTHON) -m ruff check .
+	$(PY) -m ruff check .
 
 bench: lab
-	$(PYTHON) benchmarks/console.py
-	$(PYTHON) benchmarks/validate.py
-	$(PYTHON) benchmarks/parallel.py
+	$(PY) benchmarks/console.py
+	$(PY) benchmarks/validate.py
+	$(PY) benchmarks/parallel.py
 
 clean-lab:
 	lab/labctl stop || true

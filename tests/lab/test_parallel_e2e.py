@@ -1,13 +1,17 @@
-"""Two jobs on two QEMU lab boards at once with ``pytest -n 2`` (issue 8's end-to-end case).
+"""Three jobs on three QEMU lab boards at once with ``pytest -n 3`` (issues 8 and 11).
 
-The jobs ask for the device type, not a board: the pool leases two different x86_64 boards,
-each job power-cycles its board with the device file's command, reaches the shell and runs a
-test definition. Boards this test powered on are stopped by labctl (by PID) at the end."""
+The jobs ask for the device type, not a board: the pool leases three different x86_64 boards,
+each job power-cycles its board with the device file's command, reaches the shell once and runs
+two test definitions. Every item of a job runs on one xdist worker (the plugin's scheduler), so a
+job boots one board once; every test case is one JUnit testcase. Boards this test powered on are
+stopped by labctl (by PID) at the end."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,16 @@ actions:
             steps:
               - lava-test-case kernel --shell uname -r
               - lava-test-case hostname --shell hostname
+  - command: lava_test_shell
+    parameters:
+      testdefs:
+        - metadata: {{format: Lava-Test Test Definition 1.0, name: check-{i}}}
+          run:
+            steps:
+              - lava-test-case true-{i} --shell true
+              - lava-test-case {outcome}-{i} --shell {command}
 """
+JOBS = 3
 
 
 def running_boards() -> set[str]:
@@ -48,22 +61,41 @@ def stop_new_boards():
         subprocess.run([str(LABCTL), "stop"], timeout=120, check=False)
 
 
-def test_two_jobs_on_two_lab_boards_at_once(tmp_path: Path, stop_new_boards: None) -> None:
+def test_three_jobs_on_three_lab_boards_at_once(tmp_path: Path, stop_new_boards: None) -> None:
     jobs = []
-    for i in range(2):
+    for i in range(JOBS):
         path = tmp_path / f"job{i}.yaml"
-        path.write_text(JOB.format(i=i))
+        failing = i == 1
+        outcome, command = ("fails", "false") if failing else ("passes", "true")
+        path.write_text(JOB.format(i=i, outcome=outcome, command=command))
         jobs += ["--lava-job", str(path)]
     results = tmp_path / "results"
+    junit = tmp_path / "j.xml"
     proc = subprocess.run(
-        ["python", "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-v", "--lava-devices", str(REPO / "devices"),
-         "--lava-results", str(results), *jobs],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert proc.stdout.count("PASSED") >= 2 + 4  # two test actions and their four test cases
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(JOBS), "-v", "-rfE",
+         "--lava-devices", str(REPO / "devices"), "--lava-results", str(results), f"--junitxml={junit}", *jobs],
+        cwd=REPO, capture_output=True, text=True, timeout=1200)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-4000:]  # the one failing case, nothing else
+    failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    assert len(failed) == 1 and "lava_test_shell[check-1::fails-1]" in failed[0], out[-4000:]
+
+    names = [tc.get("name", "") for tc in ET.parse(junit).getroot().iter("testcase")]
+    cases = [n for n in names if "::" in n]
+    assert len(cases) == len(set(cases)) == JOBS * 4, names  # each case exactly once
+    for i in range(JOBS):
+        last = "fails" if i == 1 else "passes"
+        assert {f"lava_test_shell[who-{i}::kernel]", f"lava_test_shell[who-{i}::hostname]",
+                f"lava_test_shell[check-{i}::true-{i}]", f"lava_test_shell[check-{i}::{last}-{i}]"} <= set(cases)
+    assert not [n for n in names if "@" in n], names  # no xdist group suffix
+
     hosts = set()
-    for bundle in results.glob("*/bundle.json"):
-        lava = next(r for r in json.loads(bundle.read_text())["test_runs"] if r["test_id"] == "lava")
+    for i in range(JOBS):
+        bundle = json.loads((results / f"job{i}" / "bundle.json").read_text())
+        lava = next(r for r in bundle["test_runs"] if r["test_id"] == "lava")
         hosts.add(lava["attributes"]["target.hostname"])
         assert lava["attributes"]["target.device_type"] == "lab-x86_64"
-    assert len(hosts) == 2, hosts  # each job on its own board
+        console = (results / f"job{i}" / "console.log").read_text(errors="replace")
+        assert console.count("Linux version") == 1, f"job{i} booted {console.count('Linux version')} times"
+        assert {r["test_id"] for r in bundle["test_runs"]} >= {f"who-{i}", f"check-{i}", "lava"}
+    assert len(hosts) == JOBS, hosts  # each job on its own board
