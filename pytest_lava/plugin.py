@@ -42,7 +42,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="submit every job's bundle to this server instead of the job's own")
     group.addoption("--lava-token", metavar="TOKEN", default=None,
                     help="auth token for submitting (or set LAVA_TOKEN); masked everywhere")
+    group.addoption("--lava-state", metavar="DIR", default=None,
+                    help="the lab's state: board leases and health (or $PYTEST_LAVA_STATE); shared by every "
+                         "run on the same boards; default: per device directory under $XDG_STATE_HOME")
     parser.addini("lava_devices", "default device directory", default="devices")
+    parser.addini("lava_state", "the lab's state directory (leases, health)", default="")
     parser.addini("lava_results", "default results directory", default="lava-results")
 
 
@@ -67,12 +71,14 @@ def _options(config: pytest.Config) -> LavaOptions:
                  and (invocation / a) not in jobs]
     devices = config.getoption("lava_devices") or config.getini("lava_devices")
     results = config.getoption("lava_results") or config.getini("lava_results")
+    state = config.getoption("lava_state") or os.environ.get("PYTEST_LAVA_STATE") or config.getini("lava_state")
     return LavaOptions(
         jobs=[j.resolve() for j in jobs], devices_dir=(invocation / devices).resolve(),
         results_dir=(invocation / results).resolve(), device_override=config.getoption("lava_device"),
         validate=config.getoption("lava_validate"), console=config.getoption("lava_console"),
         submit=config.getoption("lava_submit"),
-        token=config.getoption("lava_token") or None)
+        token=config.getoption("lava_token") or None,
+        state_dir=(invocation / state).resolve() if state else None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -178,4 +184,4 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if lava is None:
         return None
     return [f"lava: {len(lava.options.jobs)} job(s), devices {lava.options.devices_dir}, "
-            f"results {lava.options.results_dir}"]
+            f"results {lava.options.results_dir}, state {lava.state_dir}"]

@@ -32,6 +32,7 @@ class LavaOptions:
     console: bool = False
     submit: str | None = None
     token: str | None = None
+    state_dir: Path | None = None  # leases and health: default keyed by the device directory
 
 
 @dataclass
@@ -124,7 +125,7 @@ class LavaSession:
 
     @property
     def state_dir(self) -> Path:
-        return self.options.results_dir / ".state"
+        return self.options.state_dir or default_state_dir(self.options.devices_dir)
 
     def run_for(self, job: Job) -> JobRun:
         with self._lock:
@@ -179,3 +180,15 @@ class LavaSession:
         except OSError:
             pass
 
+
+
+def default_state_dir(devices_dir: Path) -> Path:
+    """Where leases and board health live unless --lava-state says: keyed by the lab (its device
+    directory), never by the results directory, so every run on the same boards sees the same
+    leases whatever --lava-results it uses. ``$XDG_STATE_HOME/pytest-lava/<dir>-<hash>``."""
+    import hashlib
+
+    devices_dir = devices_dir.resolve()
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(str(devices_dir).encode()).hexdigest()[:12]
+    return base / "pytest-lava" / f"{devices_dir.name or 'devices'}-{digest}"

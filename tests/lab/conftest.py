@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,20 @@ class LabBoard:
 
     def console(self) -> RawConsole:
         return RawConsole(self.device["connection"])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Leases and board health for this test session only (inherited by the pytest runs the tests
+    start): a test that fails a board on purpose must not quarantine it for a later session."""
+    state = tmp_path_factory.mktemp("lab-state")
+    old = os.environ.get("PYTEST_LAVA_STATE")
+    os.environ["PYTEST_LAVA_STATE"] = str(state)
+    yield state
+    if old is None:
+        os.environ.pop("PYTEST_LAVA_STATE", None)
+    else:
+        os.environ["PYTEST_LAVA_STATE"] = old
 
 
 @pytest.fixture(scope="session")
