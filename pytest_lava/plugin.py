@@ -132,8 +132,18 @@ def _sigterm(signum: int, frame: object) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     lava = parent.config.stash.get(SESSION_KEY, None)
     if lava is not None and file_path.resolve() in lava.options.jobs:
-        return JobFile.from_parent(parent, path=file_path)
+        return JobFile.from_parent(parent, path=file_path, **_nodeid_outside_rootdir(parent.config, file_path))
     return None
+
+
+def _nodeid_outside_rootdir(config: pytest.Config, path: Path) -> dict[str, str]:
+    """A job file outside the rootdir gets a node id that names it (``../jobs/x.yaml``): pytest would
+    give every such file the same empty one, and jobs must stay apart (xdist, JUnit, -k)."""
+    try:
+        path.resolve().relative_to(config.rootpath.resolve())
+        return {}
+    except ValueError:
+        return {"nodeid": Path(os.path.relpath(path.resolve(), config.rootpath.resolve())).as_posix()}
 
 
 @pytest.hookimpl(trylast=True)

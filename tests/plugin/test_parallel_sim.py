@@ -78,6 +78,27 @@ def test_two_jobs_on_two_boards_with_n2(pytester: pytest.Pytester, simlab: SimLa
     assert sorted(boards.values()) == ["sim-01", "sim-02"]  # each job on its own board
 
 
+def test_jobs_outside_the_rootdir_stay_apart(pytester: pytest.Pytester, simlab: SimLab, tmp_path: Path) -> None:
+    """Job files outside the rootdir with the same item names: pytest would give them all the node
+    id ``::boot_master_image``; each gets its own path, and stays on its own worker."""
+    pytester.chdir()
+    (pytester.path / "devices").symlink_to(tmp_path / "devices")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    jobs = [str(elsewhere / name) for name in write_jobs(elsewhere, 2)]
+    result = run(pytester, jobs, "-n", "2", "-v")
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=4)
+    workers: dict[str, set[str]] = defaultdict(set)
+    for line in result.stdout.lines:
+        m = re.match(r"\[(gw\d+)\] .*PASSED \S*/elsewhere/(job\d)\.yaml::", line)
+        if m:
+            workers[m.group(2)].add(m.group(1))
+    assert set(workers) == {"job0", "job1"}, result.stdout.str()
+    assert all(len(w) == 1 for w in workers.values()), workers
+    assert sorted(hostnames(pytester.path / "results").values()) == ["sim-01", "sim-02"]
+
+
 def test_jobs_queue_for_busy_boards(pytester: pytest.Pytester, simlab: SimLab, tmp_path: Path) -> None:
     pytester.chdir()
     (pytester.path / "devices").symlink_to(tmp_path / "devices")
