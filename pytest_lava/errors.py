@@ -95,6 +95,20 @@ class JobError(InputError):
         return cls([Problem(file, path, reason)])
 
 
+class ArtifactError(JobError):
+    """An artifact a job points at is unusable or unsafe: a download that fails (HTTP 4xx, a host
+    that does not answer), a checksum mismatch, a malformed or hostile archive or disk image.
+
+    The job's fault, not the board's: it never counts against a board's health. Carries one
+    :class:`Problem` (file ``artifact``) so code that reads ``problems`` keeps working."""
+
+    kind = "job"
+
+    def __init__(self, message: str, *, details: str = "") -> None:
+        self.problems = [Problem("artifact", reason=message)]
+        LavaError.__init__(self, message, details=details)
+
+
 class InfrastructureError(LavaError):
     """The lab failed: power, console, bootloader, network, download. An error, not a failure."""
 

@@ -11,6 +11,10 @@ The rules (LAVA's device health, made local):
   board's count of consecutive infrastructure failures; at ``threshold`` the board is
   **quarantined** (``threshold < 1`` disables quarantine);
 * a job that ends without one (passed, or a test failure: the board worked) resets the count;
+* a job that ends in a **job error** (the job's own mistake: an action the board type cannot run,
+  a bad artifact URL or checksum, a refused boot option) and no infrastructure failure says
+  nothing about the board: the count is left as it is, and a health check that ends so neither
+  quarantines nor releases the board (a job file cannot quarantine a healthy board);
 * a **health-check** job that passes releases the board from quarantine; one that fails
   (for any reason) quarantines the board at once, as a failed health check does in LAVA;
 * the pool skips quarantined boards, except for health-check jobs.
@@ -122,17 +126,21 @@ class BoardHealth:
         threshold: int,
         reason: str = "",
         job: str = "",
+        job_error: bool = False,
     ) -> str | None:
         """Record the outcome of one job on ``board``; a message when the board's health changed.
 
         ``passed`` is whether the job as a whole passed; ``reason`` (the infrastructure error's
-        message, say) is kept in the state and shown in the quarantine message.
+        message, say) is kept in the state and shown in the quarantine message. ``job_error``: the
+        job ended in a job error (its own mistake); without an infrastructure failure too, the
+        board's health is left as it is (only the history records the job).
         """
+        blameless = job_error and not infrastructure_failure
         with self._locked(board) as state:
             was = state.quarantined
             if infrastructure_failure:
                 state.consecutive_infra_failures += 1
-            else:
+            elif not blameless:
                 state.consecutive_infra_failures = 0
             event: dict[str, object] = {
                 "time": round(time.time(), 3),
@@ -141,9 +149,13 @@ class BoardHealth:
                 "health_check": health_check,
                 "passed": passed,
             }
+            if job_error:
+                event["job_error"] = True
             if reason:
                 event["reason"] = reason
             state.history = (state.history + [event])[-HISTORY_LENGTH:]
+            if blameless:
+                return None
 
             message: str | None = None
             n = state.consecutive_infra_failures

@@ -8,6 +8,7 @@ reason.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -78,8 +79,10 @@ class Job:
 
     @property
     def id(self) -> str:
-        """Unique per job file and variant; used for xdist groups and result directories."""
-        return f"{self.file.stem}-{self.variant}" if self.variant else self.file.stem
+        """Unique per job file and variant; used for xdist groups and result directories, so
+        always one safe path component (:func:`safe_component`): a job named ``...json`` must not
+        write beside the results directory."""
+        return safe_component(f"{self.file.stem}-{self.variant}" if self.variant else self.file.stem)
 
     def test_actions(self) -> list[ActionDef]:
         return [a for a in self.actions if a.kind == TEST]
@@ -105,6 +108,21 @@ class Job:
                     out.append(job)
                 return out
         return [self]
+
+
+RESERVED_IDS = frozenset({"spool"})  # entries of the results directory that are not jobs
+
+
+def safe_component(name: str) -> str:
+    """``name`` as one path component that stays inside its directory: letters, digits and
+    ``._+-`` only, no leading dot (so never ``.``, ``..`` or a hidden entry such as ``.state``),
+    at most 100 characters, not a reserved name. A name that had to change gets a short hash of
+    the original, so two different names do not meet in one directory."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name)[:100].lstrip(".")
+    if safe != name or safe in RESERVED_IDS:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        safe = f"{safe or 'job'}-{digest}"
+    return safe
 
 
 def _variant_ids(entries: list[list[str]]) -> list[str]:

@@ -1,5 +1,10 @@
 """The plan: a validated job resolved against the lab — every action in order, its effective
-timeout, the boards it may run on. ``describe()`` is what ``--lava-validate`` prints."""
+timeout, the boards it may run on. ``describe()`` is what ``--lava-validate`` prints.
+
+Building a plan also checks the job against what the chosen boards can do: an action a board
+type does not run (``BoardType.supported``), or parameters it refuses (``check_parameters``:
+unsafe bootloader options, say), is a :class:`~pytest_lava.errors.JobError` naming the field, the
+board type and the actions it runs, before anything touches a board."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 from .actions.spec import SETUP, SUBMIT, TEST
 from .device import Device
 from .devices import DeviceSet
+from .errors import ConfigurationError, JobError, Problem, ProblemList
 from .job import ActionDef, Job
 
 
@@ -22,6 +28,9 @@ class Plan:
         target = device_override or job.target
         boards = devices.select(target=target, device_type=None if target else job.device_type,
                                 job_file=str(job.file))
+        problems = board_problems(job, boards)
+        if problems:
+            raise JobError(problems)
         return cls(job, boards, target)
 
     def steps(self) -> list[tuple[ActionDef, float]]:
@@ -52,3 +61,23 @@ class Plan:
         for warning in job.warnings:
             lines.append(f"  warning: {warning}")
         return "\n".join(lines)
+
+
+def board_problems(job: Job, boards: list[Device]) -> list[Problem]:
+    """What the board types of ``boards`` refuse in ``job``: an action one of them cannot run
+    (the pool may give the job any of the boards), or parameters it cannot take."""
+    from .boards import board_type
+
+    problems = ProblemList(str(job.file))
+    for device in boards:
+        try:
+            kind = board_type(device.board_type)
+        except ConfigurationError:  # an unknown board type is the device's problem, reported at run time
+            continue
+        for action in job.actions:
+            reason = kind.accepts(action)
+            if reason:
+                problems.add(f"{action.path}.command", reason)
+            else:
+                kind.check_parameters(action, device, problems, f"{action.path}.parameters")
+    return list(dict.fromkeys(problems.problems))  # boards of one type find the same problems

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import bundle as B
-from .errors import LavaBug
+from .errors import ConfigurationError, LavaBug
 from .secrets import Masker
 
 LAVA_TEST_ID = "lava"
@@ -134,6 +134,23 @@ class TestRun:
             run["testdef_metadata"] = dict(self.testdef_metadata)
             B.downgrade_run(run)
         return run
+
+
+def job_results_dir(results_root: Path, job_id: str) -> Path:
+    """``<results_root>/<job_id>``, verified to be a directory entry *of* ``results_root``: one
+    plain path component that, resolved (links followed), is still inside it. ``job_id`` comes
+    from the job file's name (untrusted); :attr:`~pytest_lava.job.Job.id` makes it safe, this
+    checks it again where the path is made."""
+    root = Path(results_root)
+    if not job_id or job_id in (".", "..") or any(c in job_id for c in ("/", "\\", "\0", os.sep)):
+        raise LavaBug(f"unsafe results directory name {job_id!r}")
+    path = root / job_id
+    real_root = root.resolve()
+    real = path.resolve()
+    if real.parent != real_root or real.name in ("", ".", ".."):
+        raise ConfigurationError.single(str(root), job_id, f"the job's results directory {path} resolves to {real}, "
+                                                           "outside the results directory (a link?)")
+    return path
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

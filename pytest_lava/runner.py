@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from .actions.spec import SETUP, SUBMIT
 from .deadline import Deadline, Watchdog
-from .errors import InfrastructureError, LavaBug, LavaError, kind_of
+from .errors import InfrastructureError, JobError, LavaBug, LavaError, kind_of
 from .job import ActionDef, Job
 from .plan import Plan
+from .results import job_results_dir
 from .secrets import Masker
 
 if TYPE_CHECKING:
@@ -109,15 +110,17 @@ class JobRun:
         self.options = options
         self.state: dict[str, Any] = {}
         self.deadline = Deadline(self.job.timeout, f"job {self.job.id}")
-        self.results_dir = options.results_dir / self.job.id
+        self.results_dir = job_results_dir(options.results_dir, self.job.id)  # one entry, inside it
         self.lease: Lease | None = None
         self._board: Board | None = None
         self.results: JobResults | None = None
         self.watchdog: Watchdog | None = None
         self.next_index = 0  # actions before this index have run
         self.fatal: LavaError | None = None  # a failed setup action: later items are errors
-        self.infrastructure_failed = False
+        self.infrastructure_failed = False  # only an InfrastructureError counts against the board
         self.infrastructure_reason = ""
+        self.job_error = False  # a JobError: the job's own mistake, never the board's
+        self.job_error_reason = ""
         self.failed_cases = 0
         self.finished = False
         self.bundle_path: Path | None = None
@@ -234,6 +237,9 @@ class JobRun:
             if isinstance(exc, InfrastructureError):
                 self.infrastructure_failed = True
                 self.infrastructure_reason = _first_line(str(exc))
+            elif isinstance(exc, JobError):
+                self.job_error = True
+                self.job_error_reason = _first_line(str(exc))
             if action.kind == SETUP:  # the items after a failed setup action are errors with its reason
                 self.fatal = wrapped
             if not isinstance(exc, Exception):
@@ -287,9 +293,10 @@ class JobRun:
         for action in targets:
             params = action.parameters if action is not None else {}
             server = self.options.submit_override or params["server"]
-            # a job's own token never goes to a server the user substituted with --lava-submit
-            job_token = None if self.options.submit_override else params.get("token")
-            token = resolve_token(job_token, self.options.token)
+            if self.options.submit_override:  # the operator's server gets the operator's token, never the job's
+                token = resolve_token(None, self.options.token)
+            else:  # a server a job names gets the job's own token only: the job file is not trusted
+                token = (params.get("token") or "").strip() or None
             if token:
                 self.options.masker.add(token)
             target = SubmitTarget(server, stream=params.get("stream"), token=token,
@@ -308,10 +315,13 @@ class JobRun:
         device = self.lease.device
         # a health check passes only when every action and every test case passed
         passed = self.fatal is None and (self.failed_cases == 0 or not self.job.health_check)
+        # only InfrastructureError counts against the board; a job error (the job's mistake) leaves
+        # its health as it is, so job files can never quarantine a healthy board
+        reason = self.infrastructure_reason if self.infrastructure_failed else self.job_error_reason
         message = self.pool.health.record(
             device.name, infrastructure_failure=self.infrastructure_failed, health_check=self.job.health_check,
-            passed=passed, threshold=device.health_failure_threshold, reason=self.infrastructure_reason,
-            job=self.job.name)
+            passed=passed, threshold=device.health_failure_threshold, reason=self.options.masker.mask(reason),
+            job=self.job.name, job_error=self.job_error)
         if message:
             self.note(message)
             self.options.announce(f"pytest-lava: {message}")

@@ -4,7 +4,9 @@ Entries are written the way ``add-apt-repository`` would: ``ppa:owner/name`` bec
 ``/etc/apt/sources.list.d/owner-name-<codename>.list`` with
 ``deb http://ppa.launchpad.net/owner/name/ubuntu <codename> main`` (and the commented deb-src
 line); a ``deb URI DIST COMPONENTS`` line goes to ``archive_uri-<uri>-<dist>.list``. The codename
-comes from the test image (``/etc/os-release``, ``/etc/lsb-release``), else
+comes from the test image (``/etc/os-release``, ``/etc/lsb-release``, read as data: their
+``*_CODENAME=`` lines are printed by the master and unquoted here, never sourced by its root
+shell, since the image is the job's and so untrusted), else
 ``extra.apt_codename`` of the device, else ``stable``. ``apt-get update`` is not run (the test
 image is not running; the lab image has no apt at all): the action's log says so.
 """
@@ -15,10 +17,46 @@ import re
 import shlex
 from typing import Any
 
-from ..errors import InfrastructureError, JobError
+from ..boards import job_error
+from ..errors import JobError
 from .implementations import implements
 
 SOURCES_DIR = "etc/apt/sources.list.d"
+RELEASE_FILES = ("etc/os-release", "etc/lsb-release")
+CODENAME_KEYS = ("VERSION_CODENAME", "DISTRIB_CODENAME")  # in order of preference
+READ_LIMIT = 65536  # bytes of each release file read (a link to /dev/zero must not fill the master's memory)
+
+
+def read_codename_command(root: str) -> str:
+    """The master-side command printing the ``*_CODENAME=`` lines of the test image's release
+    files: only regular files (not a FIFO that would block), at most ``READ_LIMIT`` bytes each,
+    and only those lines (a link to a master file shows nothing else of it). Nothing is executed."""
+    files = " ".join(shlex.quote(f"{root}/{name}") for name in RELEASE_FILES)
+    keys = "|".join(CODENAME_KEYS)
+    return (f"for f in {files}; do [ -f \"$f\" ] && head -c {READ_LIMIT} \"$f\" | grep -E '^({keys})='; "
+            "done; true")
+
+
+def parse_codename(text: str) -> str:
+    """The codename in the ``KEY=VALUE`` lines of os-release/lsb-release ``text``, shell-unquoted
+    in Python (os-release's own rules: a value may be quoted, ``$``, backquotes and ``\\`` escaped);
+    ``""`` when none is a plain codename (lower-case letters, digits, ``.`` and ``-``)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, raw = line.strip().partition("=")
+        if not sep or key not in CODENAME_KEYS or key in found:
+            continue
+        try:
+            words = shlex.split(raw, comments=True)
+        except ValueError:  # unbalanced quotes: not a value
+            continue
+        if len(words) == 1:
+            found[key] = words[0]
+    for key in CODENAME_KEYS:
+        value = found.get(key, "")
+        if re.fullmatch(r"[a-z0-9][a-z0-9.-]*", value):
+            return value
+    return ""
 
 
 def apt_entry(entry: str, codename: str) -> tuple[str, list[str]]:
@@ -46,17 +84,14 @@ def apt_entry(entry: str, codename: str) -> tuple[str, list[str]]:
 def add_apt_repository(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     board_type = ctx.board_type
     if not hasattr(board_type, "mount_testrootfs"):
-        raise InfrastructureError(f"board type {board_type.name!r} cannot edit the test root filesystem")
+        raise job_error(ctx, f"board type {board_type.name!r} cannot edit the test root filesystem")
     sh = board_type.master_shell(ctx)
     root = board_type.mount_testrootfs(ctx, sh)
     q = shlex.quote
     written: list[str] = []
     try:
-        found = board_type.step(ctx, sh, "read the test image's codename",
-                                f"( . {root}/etc/os-release 2>/dev/null; echo \"$VERSION_CODENAME\" ); "
-                                f"sed -n 's/^DISTRIB_CODENAME=//p' {root}/etc/lsb-release 2>/dev/null; true", 60)
-        codename = next((w for w in found.split() if re.fullmatch(r"[a-z0-9.-]+", w)), "")
-        codename = codename or str(ctx.device.extra.get("apt_codename", "stable"))
+        found = board_type.step(ctx, sh, "read the test image's codename", read_codename_command(root), 60)
+        codename = parse_codename(found) or str(ctx.device.extra.get("apt_codename", "stable"))
         for entry in params["arg"]:
             name, lines = apt_entry(entry, codename)
             path = f"{root}/{SOURCES_DIR}/{name}"

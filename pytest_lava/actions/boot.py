@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InfrastructureError, LavaError
+from ..boards import job_error
+from ..errors import LavaError
 from .implementations import implements
 
 
@@ -17,7 +18,7 @@ from .implementations import implements
 def boot_master_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     board_type = ctx.board_type
     if not hasattr(board_type, "boot_master"):
-        raise InfrastructureError(f"board type {board_type.name!r} has no master image")
+        raise job_error(ctx, f"board type {board_type.name!r} has no master image")
     board_type.boot_master(ctx)
 
 
@@ -25,7 +26,7 @@ def boot_master_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-u
 def boot_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     board_type = ctx.board_type
     if not hasattr(board_type, "boot_test"):
-        raise InfrastructureError(f"board type {board_type.name!r} cannot boot a test image")
+        raise job_error(ctx, f"board type {board_type.name!r} cannot boot a test image")
     try:
         board_type.boot_test(ctx, list(params.get("options") or []))
     except LavaError as exc:

@@ -95,6 +95,20 @@ def _testdefs(params: dict[str, Any], problems: ProblemList, path: str) -> None:
                 problems.add(field, p.reason)
 
 
+def _boot_options(params: dict[str, Any], problems: ProblemList, path: str) -> None:
+    """Boot options go to a bootloader or a kernel command line, one per line or word: whatever
+    the board type, a control character (newline, carriage return, NUL, escape...) could end that
+    line and start a command of the job's own. The board type checks the rest (``name=value``,
+    quoting) against the board (``BoardType.check_parameters``)."""
+    for i, option in enumerate(params.get("options") or []):
+        if not isinstance(option, str):
+            continue
+        bad = sorted({c for c in option if ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0})
+        if bad:
+            problems.add(f"{path}.options[{i}]", "must not contain control characters (newline, carriage return, "
+                                                 f"NUL...), found {', '.join(repr(c) for c in bad)}")
+
+
 def _name(fmt: str, key: str):
     return lambda p: fmt.format(p.get(key, "?"))
 
@@ -156,10 +170,10 @@ BUILTIN: list[ActionSpec] = [
                params={"timeout": _TIMEOUT}),
     ActionSpec("boot_linaro_image", SETUP, default_timeout=900,
                summary="Reboot into the deployed test image through the bootloader.",
-               params={"options": _OPTIONS, "timeout": _TIMEOUT}),
+               params={"options": _OPTIONS, "timeout": _TIMEOUT}, rules=(_boot_options,)),
     ActionSpec("boot_linaro_android_image", SETUP, default_timeout=1800,
                summary="Reboot into the deployed Android image and connect adb.",
-               params={"options": _OPTIONS, "timeout": _TIMEOUT}),
+               params={"options": _OPTIONS, "timeout": _TIMEOUT}, rules=(_boot_options,)),
     ActionSpec(
         "add_apt_repository", SETUP, default_timeout=600,
         summary="Add apt sources (ppa:... or deb ... lines) to the test root filesystem.",

@@ -6,8 +6,9 @@ every tarball is safe to unpack. Board side (the board type): a master board for
 partitions and fetches the tarballs from the harness's image server (``imageserver.py``); a
 qemu board just remembers what to boot.
 
-Any failure is an InfrastructureError naming the step (a download names its URL), and the board
-is left powered off.
+A lab failure is an InfrastructureError naming the step (a download names its URL); a job
+mistake (an action this board type cannot run, a bad artifact) is a JobError. Either way the
+board is left powered off.
 """
 
 from __future__ import annotations
@@ -18,22 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import check_tar, decompress, partition_tar, read_hwpack_meta, replace_kernel
+from ..boards import job_error
 from ..download import DownloadCache, default_cache_dir
-from ..errors import InfrastructureError
+from ..errors import JobError
 from ..imageserver import image_server
+from ..secrets import redact_url
 from . import apt, boot  # noqa: F401  (imported with this module: their actions register too)
 from .implementations import implements
+
+HWPACK_META_LIMIT = 1 << 20  # the hwpack's HWPACK file is a few lines of KEY=VALUE
 
 
 def _cache(ctx, root: Path | None = None) -> DownloadCache:  # type: ignore[no-untyped-def]
     return DownloadCache(root or default_cache_dir(), log=ctx.log, base=ctx.job.file.parent)
 
 
-def plain_tar(cache: DownloadCache, path: Path, deadline) -> Path:  # type: ignore[no-untyped-def]
-    """The decompressed, checked tarball of ``path`` (cached)."""
+def plain_tar(cache: DownloadCache, path: Path, deadline, label: str | None = None) -> Path:  # type: ignore[no-untyped-def]
+    """The decompressed, checked tarball of ``path`` (cached); errors name ``label`` (the URL)."""
     def build(out: Path) -> None:
-        decompress(path, out, deadline)
-        check_tar(out)
+        decompress(path, out, deadline, label=label)
+        check_tar(out, label=label)
     return cache.derive(path, "plain-tar", build, deadline, suffix=".tar")
 
 
@@ -42,7 +47,7 @@ def _kernel_pair(km: Any) -> tuple[str, str] | None:
         return None
     if all(isinstance(e, list) for e in km):  # not expanded by Job.variants(): only one kernel
         if len(km) != 1:
-            raise InfrastructureError("kernel_matrix with several kernels must be run as job variants")
+            raise JobError.single("", "kernel_matrix", "several kernels must be run as job variants")
         km = km[0]
     return str(km[0]), str(km[1])
 
@@ -56,17 +61,18 @@ def prepare_tarballs(ctx, params: dict[str, Any], cache: DownloadCache) -> tuple
         return cache.fetch(params[key], node, sha256=params.get(f"{key}_sha256"))
 
     if "image" in params:
-        img = get("image")
-        raw = cache.derive(img, "raw-image", lambda out: decompress(img, out, node), node, suffix=".img")
+        img, label = get("image"), redact_url(str(params["image"]))
+        raw = cache.derive(img, "raw-image", lambda out: decompress(img, out, node, label=label), node, suffix=".img")
         parts = []
         for key, default in (("boot_part", 1), ("root_part", 2)):
             number = int(ctx.device.extra.get(key, default))  # type: ignore[call-overload]
-            parts.append(cache.derive(raw, f"partition-{number}",
-                                      lambda out, n=number: partition_tar(raw, n, out, node, ctx.log), node,
-                                      suffix=".tar"))
+            parts.append(cache.derive(
+                raw, f"partition-{number}",
+                lambda out, n=number: partition_tar(raw, n, out, node, ctx.log, label=label), node, suffix=".tar"))
         return parts[0], parts[1], facts
     hwpack, rootfs = get("hwpack"), get("rootfs")
-    hw_tar, root_tar = plain_tar(cache, hwpack, node), plain_tar(cache, rootfs, node)
+    hw_tar = plain_tar(cache, hwpack, node, redact_url(str(params["hwpack"])))
+    root_tar = plain_tar(cache, rootfs, node, redact_url(str(params["rootfs"])))
     pair = _kernel_pair(params.get("kernel_matrix"))
     if pair is not None:
         url, prefix = pair
@@ -87,7 +93,7 @@ def _hwpack_facts(hw_tar: Path) -> dict[str, str]:
     try:
         with tarfile.open(hw_tar) as tf:
             f = tf.extractfile("./HWPACK")
-            meta = read_hwpack_meta(f.read().decode()) if f else {}
+            meta = read_hwpack_meta(f.read(HWPACK_META_LIMIT).decode("utf-8", "replace")) if f else {}
     except (KeyError, tarfile.TarError, OSError):
         return {}
     return {"kernel_version": meta["KERNEL_VERSION"]} if "KERNEL_VERSION" in meta else {}
@@ -122,15 +128,15 @@ def deploy_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no
                                        urls["probe"])
         elif hasattr(board_type, "deploy"):
             if "image" not in params:
-                raise InfrastructureError(f"board type {board_type.name!r} deploys an 'image' (or use "
-                                          "deploy_linaro_kernel); hwpack+rootfs needs a master-image board")
+                raise job_error(ctx, f"board type {board_type.name!r} deploys an 'image' (or use "
+                                     "deploy_linaro_kernel); hwpack+rootfs needs a master-image board", "parameters")
             node = ctx.deadline.child(None, "prepare artifacts")
             img = cache.fetch(params["image"], node, sha256=params.get("image_sha256"))
             raw = cache.derive(img, "raw-image", lambda out: decompress(img, out, node), node, suffix=".img")
             facts = {}
             board_type.deploy(ctx, {"image": str(raw)})
         else:
-            raise InfrastructureError(f"board type {board_type.name!r} cannot deploy a Linaro image")
+            raise job_error(ctx, f"board type {board_type.name!r} cannot deploy a Linaro image")
         ctx.state["deployed"] = {"kind": "linaro", **{k: v for k, v in params.items() if k != "timeout"}, **facts}
     except BaseException:
         if hasattr(board_type, "power_off"):
@@ -149,7 +155,8 @@ def deploy_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no
 def deploy_linaro_kernel(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     board_type = ctx.board_type
     if not hasattr(board_type, "deploy"):
-        raise InfrastructureError(f"board type {board_type.name!r} cannot boot a kernel directly")
+        raise job_error(ctx, f"board type {board_type.name!r} cannot boot a kernel directly (board types "
+                             "that can: 'qemu')")
     cache = _cache(ctx)
     node = ctx.deadline.child(None, "prepare artifacts")
     try:

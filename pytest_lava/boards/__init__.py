@@ -7,8 +7,12 @@ register with an entry point in the group ``pytest_lava.board_types``::
     [project.entry-points."pytest_lava.board_types"]
     sdmux = "my_lab.sdmux:SdMuxBoard"
 
-A board type says which actions it accepts and explains a refusal, so an unsupported action is
-a clear job error at validation time rather than a surprise on the board.
+A board type declares which actions it runs (``supported``, a set of action commands) and may
+check an accepted action's parameters against a board (``check_parameters``). Plan validation
+(``--lava-validate`` and the pre-flight check) uses both, so an action a board cannot run is a
+clear job error before anything touches a board; at run time the same mistake is a
+:class:`~pytest_lava.errors.JobError` (:func:`job_error`), which never counts against a board's
+health.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigurationError, InfrastructureError
+from ..actions.spec import SUBMIT
+from ..errors import ConfigurationError, JobError, ProblemList
 
 if TYPE_CHECKING:
+    from ..device import Device
     from ..job import ActionDef
     from ..runner import ActionContext, JobRun
     from ..shell import ShellSession
@@ -32,27 +38,52 @@ BUILTIN = {
 }
 
 
+def job_error(ctx: ActionContext, reason: str, field: str = "command") -> JobError:
+    """A job mistake found at run time (the job asked for something this board cannot do): a job
+    error naming the job file and the action, never an infrastructure failure."""
+    action = getattr(ctx, "action", None)
+    where = f"{action.path}.{field}" if action is not None else field
+    return JobError.single(str(ctx.job.file), where, reason)
+
+
 class BoardType:
     """Base class. Subclasses override what their boards do differently."""
 
     name = "base"
-    #: action names this board type can run; empty means "every action"
+    #: the action commands this board type runs. Empty: not declared — every action, unless the
+    #: action's own ``board_types`` (its :class:`~pytest_lava.actions.spec.ActionSpec`) names others
     supported: frozenset[str] = frozenset()
+    #: command -> what to use instead, appended to a refusal
+    hints: dict[str, str] = {}
 
     def accepts(self, action: ActionDef) -> str | None:
-        """``None`` if the action can run on this kind of board, else the reason it cannot."""
-        if self.supported and action.command not in self.supported and action.kind != "submit":
-            runs = ", ".join(sorted(self.supported))
-            return f"board type {self.name!r} cannot run {action.command!r} (it runs: {runs})"
+        """``None`` if the action can run on this kind of board, else the reason it cannot (naming
+        the board type and what it runs). Submit actions run on the host: always accepted."""
+        if action.kind == SUBMIT:
+            return None
+        if self.supported:
+            if action.command in self.supported:
+                return None
+            hint = self.hints.get(action.command)
+            return (f"board type {self.name!r} cannot run {action.command!r}" + (f" ({hint})" if hint else "")
+                    + f"; board type {self.name!r} runs: {', '.join(sorted(self.supported))}")
+        wanted = action.spec.board_types
+        if wanted and self.name not in wanted:
+            return (f"{action.command!r} runs only on board type(s) {', '.join(repr(w) for w in wanted)}, "
+                    f"not on board type {self.name!r}")
         return None
+
+    def check_parameters(self, action: ActionDef, device: Device, problems: ProblemList, path: str) -> None:
+        """Board-specific checks of an accepted action's parameters (``path`` is the action's
+        ``parameters`` field), at validation time. Add a problem per mistake."""
 
     def test_shell(self, ctx: ActionContext) -> ShellSession:
         """A shell on the booted test image, booting it first if it is not up (self-healing,
         like the old dispatcher's tester_session)."""
-        raise InfrastructureError(f"board type {self.name!r} has no test image shell")
+        raise job_error(ctx, f"board type {self.name!r} has no test image shell")
 
     def master_shell(self, ctx: ActionContext) -> ShellSession:
-        raise InfrastructureError(f"board type {self.name!r} has no master image")
+        raise job_error(ctx, f"board type {self.name!r} has no master image")
 
     def finish(self, run: JobRun) -> None:
         """Called once at the end of the job, whatever happened (e.g. power the board off)."""

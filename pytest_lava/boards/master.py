@@ -19,9 +19,9 @@ import shlex
 
 from ..console import ConsoleClosed, ConsoleTimeout
 from ..deadline import Deadline
-from ..errors import ConfigurationError, InfrastructureError
+from ..errors import ConfigurationError, InfrastructureError, JobError, ProblemList
 from ..shell import ShellSession
-from . import BoardType
+from . import BoardType, job_error
 
 REBOOT_MESSAGES = ["Restarting system", "The system is going down", "Will now restart", "U-Boot",
                    "Requesting system reboot", "reboot: Restarting"]
@@ -37,17 +37,54 @@ class DeployStepFailed(InfrastructureError):
     """A board-side deploy step failed; the message names the step."""
 
 
+# what a boot option's value may contain: printable ASCII but the characters U-Boot's parsers
+# treat specially even inside single quotes (' ends the quoting, \ escapes the closing quote in
+# the simple parser, ; separates commands where quotes are not honoured)
+_VALUE_OK = re.compile(r"[\x20-\x7e]*")
+_VALUE_REFUSED = "'\\;"
+_NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+MAX_OPTION = 1000  # characters of a value (a bootloader's command line buffer is limited)
+# variables U-Boot itself runs as commands (``boot`` runs bootcmd, distro boot runs bootcmd_*)
+_RUN_VARIABLES = re.compile(r"(bootcmd|altbootcmd|preboot|bootcmd_.*|distro_bootcmd)")
+
+
+def boot_option_problem(option: str, boot_cmds: list[str] | tuple[str, ...] = ()) -> str | None:
+    """Why the job's boot option ``option`` cannot be given to U-Boot, or ``None`` if it can.
+
+    An option is ``name=value`` and becomes ``setenv name 'value'``; a value that could end the
+    quoting or start another command (``'``, ``\\``, ``;``, a newline or any other control
+    character) is refused rather than escaped, and so is a variable U-Boot (or one of the device's
+    ``boot_cmds``) runs as commands: a job sets values, never bootloader commands."""
+    name, sep, value = option.partition("=")
+    name = name.strip()
+    if not sep or not _NAME_OK.fullmatch(name):
+        return f"{option!r} is not name=value with a U-Boot variable name (letters, digits, _ and .)"
+    bad = sorted({c for c in value if c in _VALUE_REFUSED or not _VALUE_OK.fullmatch(c)})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        return (f"the value of {name!r} contains {shown}: a U-Boot option value may hold printable ASCII "
+                "except ' \\ ; (it is sent as setenv name 'value')")
+    if len(value) > MAX_OPTION:
+        return f"the value of {name!r} is longer than {MAX_OPTION} characters"
+    runs = {w for line in boot_cmds for w in re.findall(r"(?:^|[;\s])run\s+([^;]+)", line)}
+    run_names = {n.strip("'\"") for group in runs for n in group.split()}
+    if _RUN_VARIABLES.fullmatch(name) or name in run_names:
+        return f"{name!r} is run by the bootloader as commands: a job may set values, not bootloader commands"
+    return None
+
+
 def apply_boot_options(cmds: list[str], options: list[str]) -> list[str]:
     """Job ``options`` (``name=value``) over the device's ``boot_cmds``: a ``setenv <name> ...``
     line is replaced by ``setenv <name> '<value>'``; any other name is added as such a line just
-    before the last command (the one that boots)."""
+    before the last command (the one that boots). An option :func:`boot_option_problem` refuses
+    is a job error (validation refuses it before the job runs)."""
     out = list(cmds)
     for opt in options:
-        name, sep, value = opt.partition("=")
+        problem = boot_option_problem(opt, cmds)
+        if problem:
+            raise JobError.single("job", "boot_linaro_image.options", problem)
+        name, _, value = opt.partition("=")
         name = name.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
-            raise ConfigurationError.single("job", "boot_linaro_image.options",
-                                            f"{opt!r} is not name=value with a U-Boot variable name")
         line = f"setenv {name} '{value}'"
         hits = [i for i, c in enumerate(out) if re.match(rf"\s*setenv\s+{re.escape(name)}(\s|$)", c)]
         if hits:
@@ -63,14 +100,33 @@ def render_prompt(ps1: str, hostname: str) -> str:
     return ps1.replace(r"\h", hostname).replace(r"\u", "root").replace(r"\w", "/").replace(r"\$", "#")
 
 
+# the actions a master-image board runs: the old dispatcher's master client (the Android ones are
+# part of the job format but not implemented yet, on any board type); a direct kernel boot is not
+MASTER_ACTIONS = frozenset({
+    "deploy_linaro_image", "boot_master_image", "boot_linaro_image", "add_apt_repository",
+    "lava_test_install", "lava_test_run", "lava_test_shell",
+    "deploy_linaro_android_image", "boot_linaro_android_image", "android_install_binaries",
+    "lava_android_test_install", "lava_android_test_run", "lava_android_test_run_custom",
+})
+ROOTFS_TYPE = re.compile(r"[a-z0-9]+")
+
+
 class MasterBoard(BoardType):
     name = "master"
+    supported = MASTER_ACTIONS
+    hints = {"deploy_linaro_kernel": "a direct kernel boot needs a board the harness starts itself: board type 'qemu'"}
 
-    def accepts(self, action):  # type: ignore[no-untyped-def]
-        if action.command == "deploy_linaro_kernel":
-            return ("board type 'master' cannot run 'deploy_linaro_kernel' (a direct kernel boot needs a "
-                    "board the harness starts itself: board type 'qemu')")
-        return None
+    def check_parameters(self, action, device, problems: ProblemList, path: str) -> None:  # type: ignore[no-untyped-def]
+        params = action.parameters
+        if action.command in ("boot_linaro_image", "boot_linaro_android_image"):
+            for i, option in enumerate(params.get("options") or []):
+                problem = boot_option_problem(option, device.boot_cmds) if isinstance(option, str) else None
+                if problem:
+                    problems.add(f"{path}.options[{i}]", f"{problem} (board type 'master')")
+        if action.command == "deploy_linaro_image":
+            fs = params.get("rootfstype", "ext4")
+            if isinstance(fs, str) and not ROOTFS_TYPE.fullmatch(fs):
+                problems.add(f"{path}.rootfstype", f"{fs!r} is not a filesystem name (lower-case letters and digits)")
 
     # -- shells ------------------------------------------------------------------------------
     def master_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
@@ -112,7 +168,10 @@ class MasterBoard(BoardType):
         if not dev.boot_cmds:
             raise ConfigurationError.single(dev.source or dev.name, "boot_cmds",
                                             f"board {dev.name} has no boot_cmds: it cannot boot a test image")
-        cmds = apply_boot_options(dev.boot_cmds, options)
+        try:
+            cmds = apply_boot_options(dev.boot_cmds, options)
+        except JobError as exc:
+            raise job_error(ctx, exc.problems[0].reason, "parameters.options") from None
 
         def attempt(node: Deadline, soft: bool) -> None:
             self._restart(ctx, node, soft)
@@ -200,8 +259,8 @@ class MasterBoard(BoardType):
                         probe_url: str) -> None:
         """Format the test partitions and unpack the served tarballs into them."""
         dev = ctx.device
-        if not re.fullmatch(r"[a-z0-9]+", rootfstype):
-            raise ConfigurationError.single("job", "deploy_linaro_image.rootfstype", f"bad filesystem {rootfstype!r}")
+        if not ROOTFS_TYPE.fullmatch(rootfstype):
+            raise job_error(ctx, f"{rootfstype!r} is not a filesystem name", "parameters.rootfstype")
         ps1 = str(dev.extra.get("tester_ps1", r"root@\h:\w# "))
         shown = render_prompt(ps1, dev.tester_hostname)
         if not re.search(dev.tester_str, shown):

@@ -21,7 +21,7 @@ import socket
 from ..errors import InfrastructureError
 from ..ptyconn import ProcessConnection, _kill_process
 from ..shell import ShellSession
-from . import BoardType
+from . import BoardType, job_error
 
 
 def free_port() -> int:
@@ -76,6 +76,8 @@ class QemuBoard(BoardType):
     name = "qemu"
     supported = frozenset({"deploy_linaro_image", "deploy_linaro_kernel", "boot_linaro_image",
                            "lava_test_install", "lava_test_run", "lava_test_shell"})
+    hints = {"boot_master_image": "a qemu board has no master image",
+             "add_apt_repository": "it edits the test root filesystem from a master image"}
 
     # -- deploy --------------------------------------------------------------------------------
     def deploy(self, ctx, spec: dict) -> None:  # type: ignore[no-untyped-def]
@@ -89,8 +91,8 @@ class QemuBoard(BoardType):
         dev = ctx.device
         spec = ctx.state.get("qemu")
         if spec is None and not any(o in dev.qemu_options for o in ("-kernel", "-drive", "-hda", "-bios")):
-            raise InfrastructureError(f"{dev.name}: nothing to boot: run deploy_linaro_image (image) or "
-                                      "deploy_linaro_kernel first")
+            raise job_error(ctx, f"{dev.name}: nothing to boot: run deploy_linaro_image (image) or "
+                                 "deploy_linaro_kernel first")
         tries = max(1, dev.boot_retries)
         errors: list[str] = []
         for n in range(1, tries + 1):
