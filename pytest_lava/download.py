@@ -13,6 +13,19 @@ with :meth:`DownloadCache.derive`, under the same lock and the same atomic renam
 
 ``file:`` URLs are used in place (never copied); a relative ``file:path`` is resolved against
 ``base`` (the job file's directory).
+
+Whose fault a failed fetch is decides whether it counts against the board's health:
+
+* the job's (:class:`ArtifactDownloadError`, an :class:`~pytest_lava.errors.ArtifactError`, kind
+  ``job``): an unsupported scheme, HTTP 4xx, a missing ``file:`` path, a checksum mismatch, and
+  any failure to talk to a host that is not one of the lab's own;
+* the lab's (:class:`DownloadError`, an ``InfrastructureError``): the lab's own artifact server
+  (a host named in ``lab_hosts``, e.g. the device's ``image_server``) does not answer, times out,
+  answers 5xx or cuts the transfer short; another process holds the cache entry too long; the
+  host's disk fails while writing the cache.
+
+A URL may carry a password (``http://user:pass@host/...``): every message raised or logged here
+shows it as ``<HIDDEN>@host`` (:func:`~pytest_lava.secrets.redact_url`).
 """
 
 from __future__ import annotations
@@ -24,13 +37,14 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .deadline import Deadline
-from .errors import InfrastructureError, JobError
+from .errors import ArtifactError, InfrastructureError, JobError, LavaError
+from .secrets import Masker, redact_url
 
 CHUNK = 1 << 20
 PROGRESS_EVERY = 10.0  # seconds between progress lines of a long download
@@ -38,10 +52,16 @@ Log = Callable[[str], None]
 
 
 class DownloadError(InfrastructureError):
-    """A download failed: HTTP error, network error, timeout, missing file. Names the URL."""
+    """The lab failed to deliver an artifact: its own server does not answer (or answers 5xx),
+    the cache stays locked, the host's disk fails. Names the URL (password hidden)."""
 
 
-class ChecksumMismatch(DownloadError):
+class ArtifactDownloadError(ArtifactError):
+    """The job's artifact cannot be fetched: HTTP 4xx, a missing ``file:`` path, a host that is
+    not the lab's own does not answer. Names the URL (password hidden)."""
+
+
+class ChecksumMismatch(ArtifactDownloadError):
     """The artifact's SHA-256 differs from the one the job expects."""
 
 
@@ -97,16 +117,56 @@ def locked(lock_path: Path, deadline: Deadline, what: str) -> Iterator[None]:
         os.close(fd)  # closing drops the lock
 
 
+def _host_of(entry: str) -> str:
+    """The lower-case host name of a ``lab_hosts`` entry: a host name or a URL."""
+    try:
+        host = urlsplit(entry).hostname if "://" in entry else entry.strip().strip("[]")
+    except ValueError:
+        return ""
+    return (host or "").lower()
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (an exception's message, say) without the credentials embedded in ``url``."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return text
+    userinfo = parts.netloc.rpartition("@")[0]
+    secrets = [userinfo, unquote(userinfo), parts.password, unquote(parts.password or "")]
+    if parts.password is None:  # a bare token as the user name
+        secrets += [parts.username, unquote(parts.username or "")]
+    return Masker(secrets).mask(text.replace(url, redact_url(url)))
+
+
 @dataclass
 class DownloadCache:
     root: Path
     log: Log | None = None
     base: Path | None = None  # directory relative file: URLs are resolved against
     session: object | None = None  # a requests.Session (tests may inject one)
+    # the lab's own artifact servers (host names or URLs, e.g. the device's image_server): not
+    # reaching one of them is the lab's failure; not reaching any other host is the job's
+    lab_hosts: Iterable[str] = ()
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.downloads = 0  # network downloads done by this object (for tests and logs)
+        self._lab_hosts = frozenset(h for h in map(_host_of, self.lab_hosts) if h)
+
+    def is_lab_host(self, url: str) -> bool:
+        """Whether ``url`` points at one of the lab's own artifact servers."""
+        try:
+            return (urlsplit(url).hostname or "").lower() in self._lab_hosts
+        except ValueError:
+            return False
+
+    def _failed(self, url: str, why: str, *, jobs_fault: bool = False) -> LavaError:
+        """The error for a failed fetch of ``url``: the lab's when the host is one of its own (and
+        the request itself was not wrong), otherwise the job's."""
+        message = f"download of {redact_url(url)} failed: {_scrub(why, url)}"
+        if jobs_fault or not self.is_lab_host(url):
+            return ArtifactDownloadError(message)
+        return DownloadError(message)
 
     def entry(self, key: str) -> Path:
         return self.root / hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -115,13 +175,17 @@ class DownloadCache:
     def fetch(self, url: str, deadline: Deadline, *, sha256: str | None = None, use_cache: bool = True,
               workdir: Path | None = None) -> Path:
         """A local file with the content of ``url`` (checked against ``sha256`` when given)."""
-        scheme = urlsplit(url).scheme
+        shown = redact_url(url)
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError as exc:
+            raise JobError.single("job", "url", f"{shown!r} is not a URL: {_scrub(str(exc), url)}") from None
         if scheme not in ("http", "https", "file"):
-            raise JobError.single("job", "url", f"{url!r}: only http, https and file URLs are supported")
+            raise JobError.single("job", "url", f"{shown!r}: only http, https and file URLs are supported")
         path = local_path(url, self.base)
         if path is not None:
             if not path.is_file():
-                raise DownloadError(f"download of {url} failed: no such file {path}")
+                raise self._failed(url, f"no such file {path}", jobs_fault=True)
             if sha256:
                 self._verify(url, path, sha256, sha256_of(path, deadline))
             return path
@@ -135,10 +199,10 @@ class DownloadCache:
             return target
         entry = self.entry(url)
         data, meta_path = entry / "data", entry / "meta.json"
-        with locked(entry / "lock", deadline, url):
+        with locked(entry / "lock", deadline, shown):
             meta = _read_json(meta_path)
             if data.is_file() and meta.get("url") == url and self._fresh(url, meta, deadline):
-                self._note(f"using cached {url}")
+                self._note(f"using cached {shown}")
             else:
                 for old in entry.glob("derived-*"):  # a new download invalidates what was made of it
                     _remove(old)
@@ -155,8 +219,8 @@ class DownloadCache:
             if discard is not None:  # do not keep a bad artifact for the next job
                 _remove(discard / "data")
                 _remove(discard / "meta.json")
-            raise ChecksumMismatch(f"checksum mismatch for {url}: expected sha256 {expected.strip().lower()}, "
-                                   f"got {actual}")
+            raise ChecksumMismatch(f"checksum mismatch for {redact_url(url)}: expected sha256 "
+                                   f"{expected.strip().lower()}, got {actual}")
 
     def _requests(self):  # noqa: ANN202 - requests.Session, imported lazily
         if self.session is None:
@@ -178,45 +242,54 @@ class DownloadCache:
             return True  # the GET will say what is wrong if we ever need it
         for key, header in (("length", "Content-Length"), ("etag", "ETag"), ("last_modified", "Last-Modified")):
             if header in r.headers and meta.get(key) not in (None, r.headers[header]):
-                self._note(f"{url} changed on the server ({header}); downloading it again")
+                self._note(f"{redact_url(url)} changed on the server ({header}); downloading it again")
                 return False
         return True
 
     def _download(self, url: str, target: Path, deadline: Deadline, meta: dict | None = None) -> str:
         import requests
 
-        node = deadline.child(None, f"download {url}")
+        shown = redact_url(url)
+        node = deadline.child(None, f"download {shown}")
         tmp = target.with_name(f"{target.name}.part-{os.getpid()}")
         target.parent.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
+        done = 0
         try:
             timeout = (node.remaining_or(30.0), node.remaining_or(60.0))
             with self._requests().get(url, stream=True, timeout=timeout) as r:
                 if r.status_code != 200:
-                    raise DownloadError(f"download of {url} failed: HTTP {r.status_code} {r.reason}")
-                total = int(r.headers.get("Content-Length") or 0)
-                done, started, last = 0, time.monotonic(), time.monotonic()
+                    raise self._failed(url, f"HTTP {r.status_code} {r.reason or ''}".rstrip(),
+                                       jobs_fault=400 <= r.status_code < 500)
+                length = (r.headers.get("Content-Length") or "").strip()
+                total = int(length) if length.isdigit() else 0
+                started = last = time.monotonic()
                 with open(tmp, "wb") as f:
                     for chunk in r.iter_content(CHUNK):
                         if node.expired:
-                            raise DownloadError(f"download of {url} failed: {node.exceeded().message} "
-                                                f"after {done / 1e6:.1f} MB")
-                        f.write(chunk)
+                            raise self._failed(url, f"{node.exceeded().message} after {done / 1e6:.1f} MB")
+                        try:
+                            f.write(chunk)
+                        except OSError as exc:  # the host's disk, not the artifact
+                            raise DownloadError(f"download of {shown} failed: cannot write the cache "
+                                                f"({tmp}): {exc.strerror or exc}") from None
                         h.update(chunk)
                         done += len(chunk)
                         if time.monotonic() - last >= PROGRESS_EVERY:
                             last = time.monotonic()
-                            self._note(_progress(url, done, total, last - started))
+                            self._note(_progress(shown, done, total, last - started))
                 if total and done != total:
-                    raise DownloadError(f"download of {url} failed: got {done} of {total} bytes")
+                    raise self._failed(url, f"got {done} of {total} bytes")
             os.replace(tmp, target)
         except requests.RequestException as exc:
-            raise DownloadError(f"download of {url} failed: {type(exc).__name__}: {exc}") from None
+            bad_url = isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema |
+                                 requests.exceptions.MissingSchema)  # the URL itself is wrong
+            raise self._failed(url, f"{type(exc).__name__}: {exc}", jobs_fault=bad_url) from None
         finally:
             _remove(tmp)
         self.downloads += 1
         elapsed = node.elapsed
-        self._note(f"downloaded {url}: {done / 1e6:.1f} MB in {elapsed:.1f} s")
+        self._note(f"downloaded {shown}: {done / 1e6:.1f} MB in {elapsed:.1f} s")
         if meta is not None:
             meta.update(length=r.headers.get("Content-Length"), etag=r.headers.get("ETag"),
                         last_modified=r.headers.get("Last-Modified"))

@@ -4,21 +4,37 @@ A token may come from the job file, a command-line option or the environment. Wh
 it first registers it with the session's :class:`Masker`; from then on every log line, bundle,
 summary, plan description and spool metadata goes through :meth:`Masker.mask` before it is
 written. :class:`MaskingFilter` does the same for the ``logging`` module.
+
+A password written into a URL (``http://user:password@host/...``) is masked too, registered or
+not: :meth:`Masker.mask` rewrites the user info of every such URL it finds in a text
+(:func:`redact_url`), and :meth:`Masker.add_url_passwords` registers the passwords of the URLs in
+a job's data, so they are masked wherever else they appear (quoted, in board output, ...).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 HIDDEN = "<HIDDEN>"  # what the old dispatcher printed in place of a token
 _MIN_LEN = 4  # shorter strings would mask ordinary words; such a "token" is not a secret anyway
 
+# ``scheme://user:password@``: the user info up to its last ``@`` (a password may hold one). Every
+# quantifier is bounded and the scheme starts a word, so a scan is linear in the text whatever it
+# holds (board output is not trusted to be kind to a regex).
+_URL_USERINFO = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s/?#@:\"'<>\\`]{0,256}:[^\s/?#\"'<>\\`]{1,256}@"
+_URL_PASSWORD = re.compile(_URL_USERINFO)
+_URL_PASSWORD_BYTES = re.compile(_URL_USERINFO.encode())
+
 
 class Masker:
-    """Replaces every registered secret (and its URL-quoted spelling) with ``<HIDDEN>``."""
+    """Replaces every registered secret (and its URL-quoted spelling) with ``<HIDDEN>``, and the
+    user info of every URL that carries a password (``scheme://<HIDDEN>@host``).
+
+    It is true when secrets are registered; the URL rule applies either way."""
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._lock = threading.Lock()
@@ -38,6 +54,29 @@ class Masker:
             # longest first, so a secret that contains another is replaced whole
             self._secrets.sort(key=len, reverse=True)
 
+    def add_url_passwords(self, value: object) -> None:
+        """Register the password of every URL in ``value`` (a string, or JSON-like data such
+        as a job's), as written and URL-decoded."""
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                if "://" not in item:
+                    continue
+                for m in _URL_PASSWORD.finditer(item):
+                    try:
+                        password = urlsplit(m.group()).password
+                    except ValueError:
+                        continue
+                    if password:
+                        self.add(password)
+                        self.add(unquote(password))
+            elif isinstance(item, dict):
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple):
+                stack.extend(item)
+
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
@@ -45,6 +84,8 @@ class Masker:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, HIDDEN)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(lambda m: redact_url(m.group()), text)
         return text
 
     def mask_bytes(self, data: bytes) -> bytes:
@@ -52,6 +93,8 @@ class Masker:
             raw = secret.encode("utf-8", "replace")
             if raw in data:
                 data = data.replace(raw, HIDDEN.encode())
+        if b"://" in data:
+            data = _URL_PASSWORD_BYTES.sub(lambda m: redact_url(m.group().decode("latin-1")).encode("latin-1"), data)
         return data
 
     def mask_obj(self, obj: object) -> object:
@@ -80,8 +123,6 @@ class MaskingFilter(logging.Filter):
         self.masker = masker
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.masker:
-            return True
         message = record.getMessage()
         masked = self.masker.mask(message)
         if masked != message:
@@ -94,3 +135,18 @@ class MaskingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self.masker.mask(record.stack_info)
         return True
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its userinfo (``user:password@``) replaced by ``<HIDDEN>@``, for messages.
+
+    Plain string work, no parsing that could fail or rewrite the rest: the network location is
+    what follows ``://`` up to the first ``/``, ``?`` or ``#``, and its userinfo runs to its last
+    ``@``. Anything without one is returned unchanged."""
+    start = url.find("://")
+    if start < 0:
+        return url
+    start += 3
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url))
+    at = url.rfind("@", start, end)
+    return url if at < 0 else f"{url[:start]}{HIDDEN}{url[at:]}"

@@ -1,4 +1,5 @@
-"""The download cache against a local HTTP server: cache hits, checksums, 404, concurrency."""
+"""The download cache against a local HTTP server: cache hits, checksums, 404, concurrency, whose
+fault a failed fetch is (the job's or the lab's), and passwords in URLs never shown."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pytest_lava.deadline import Deadline
-from pytest_lava.download import ChecksumMismatch, DownloadCache, DownloadError
+from pytest_lava.download import ArtifactDownloadError, ChecksumMismatch, DownloadCache, DownloadError
+from pytest_lava.errors import InfrastructureError, JobError, kind_of
 
 FILES = {"/a.tar": b"A" * 300_000, "/b.bin": b"B" * 1000}
 
@@ -21,6 +23,7 @@ FILES = {"/a.tar": b"A" * 300_000, "/b.bin": b"B" * 1000}
 class Server:
     def __init__(self, delay: float = 0.0) -> None:
         self.files = dict(FILES)
+        self.status: dict[str, int] = {}  # path -> HTTP error status to answer
         self.gets: Counter[str] = Counter()
         self.delay = delay
         self.mtime = "Mon, 01 Jan 2024 00:00:00 GMT"
@@ -35,6 +38,9 @@ class Server:
                 self._answer(True)
 
             def _answer(self, body: bool) -> None:
+                if self.path in outer.status:
+                    self.send_error(outer.status[self.path])
+                    return
                 data = outer.files.get(self.path)
                 if data is None:
                     self.send_error(404, "Not Found")
@@ -100,17 +106,64 @@ def test_checksum_ok_and_mismatch_names_the_url(server: Server, tmp_path: Path) 
     assert server.gets["/b.bin"] == 2
 
 
-def test_404_names_the_url(server: Server, tmp_path: Path) -> None:
+def test_404_names_the_url_and_is_the_jobs_fault(server: Server, tmp_path: Path) -> None:
     url = server.url("/missing.tar.gz")
-    with pytest.raises(DownloadError) as info:
-        DownloadCache(tmp_path).fetch(url, Deadline(30, "t"))
-    assert url in str(info.value) and "404" in str(info.value)
+    for cache in (DownloadCache(tmp_path), DownloadCache(tmp_path, lab_hosts=["127.0.0.1"])):
+        with pytest.raises(ArtifactDownloadError) as info:
+            cache.fetch(url, Deadline(30, "t"))
+        assert url in str(info.value) and "404" in str(info.value)
+        assert kind_of(info.value) == "job" and not isinstance(info.value, InfrastructureError)
     assert not list(tmp_path.rglob("data"))
 
 
-def test_unreachable_server_is_an_infrastructure_error(tmp_path: Path) -> None:
-    with pytest.raises(DownloadError, match="127.0.0.1:9/x"):
+def test_unreachable_artifact_host_is_the_jobs_fault(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactDownloadError, match="127.0.0.1:9/x") as info:
         DownloadCache(tmp_path).fetch("http://127.0.0.1:9/x", Deadline(10, "t"))
+    assert isinstance(info.value, JobError)
+
+
+def test_the_labs_own_server_failing_is_an_infrastructure_error(server: Server, tmp_path: Path) -> None:
+    """Unreachable or 5xx: the lab's fault when the host is one of its own (lab_hosts: host names
+    or URLs such as the device's image_server), the job's otherwise."""
+    with pytest.raises(DownloadError, match="127.0.0.1:9/x") as info:
+        DownloadCache(tmp_path, lab_hosts=["http://127.0.0.1:7080"]).fetch("http://127.0.0.1:9/x", Deadline(10, "t"))
+    assert kind_of(info.value) == "infrastructure"
+    server.status["/boom"] = 503
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        DownloadCache(tmp_path, lab_hosts=["127.0.0.1"]).fetch(server.url("/boom"), Deadline(10, "t"))
+    with pytest.raises(ArtifactDownloadError, match="HTTP 503"):
+        DownloadCache(tmp_path, lab_hosts=["10.0.2.2"]).fetch(server.url("/boom"), Deadline(10, "t"))
+
+
+def test_passwords_in_urls_are_never_shown(server: Server, tmp_path: Path) -> None:
+    port = server.httpd.server_address[1]
+    logs: list[str] = []
+    cache = DownloadCache(tmp_path, log=logs.append)
+    messages = []
+    for url in (f"http://lab:s3cr3t-pw@127.0.0.1:{port}/missing", "http://lab:s3cr3t-pw@127.0.0.1:9/x",
+                "ftp://lab:s3cr3t-pw@example.org/x", "http://tok3n-only@127.0.0.1:9/x"):
+        with pytest.raises(JobError) as info:
+            cache.fetch(url, Deadline(10, "t"))
+        messages.append(str(info.value))
+    good = f"http://lab:s3cr3t-pw@127.0.0.1:{port}/b.bin"
+    assert cache.fetch(good, Deadline(10, "t")).read_bytes() == FILES["/b.bin"]
+    with pytest.raises(ChecksumMismatch) as info:
+        cache.fetch(good, Deadline(10, "t"), sha256="0" * 64)
+    messages.append(str(info.value))
+    text = "\n".join(messages + logs)
+    assert "s3cr3t-pw" not in text and "tok3n-only" not in text
+    assert f"http://<HIDDEN>@127.0.0.1:{port}/missing" in messages[0]
+    assert any(f"downloaded http://<HIDDEN>@127.0.0.1:{port}/b.bin" in line for line in logs)
+
+
+def test_redact_url() -> None:
+    from pytest_lava.secrets import redact_url
+
+    assert redact_url("https://u:p@h:8/a?b=1#c") == "https://<HIDDEN>@h:8/a?b=1#c"
+    assert redact_url("http://token@h/x") == "http://<HIDDEN>@h/x"
+    assert redact_url("http://a:b@c@h/x") == "http://<HIDDEN>@h/x"
+    assert redact_url("http://h/x@y") == "http://h/x@y"
+    assert redact_url("file:///a/b") == "file:///a/b"
 
 
 def test_file_urls_relative_and_absolute(tmp_path: Path) -> None:
@@ -120,10 +173,11 @@ def test_file_urls_relative_and_absolute(tmp_path: Path) -> None:
     cache = DownloadCache(tmp_path / "cache", base=tmp_path / "jobs")
     assert cache.fetch("file:../art.bin", Deadline(5, "t")).resolve() == art
     assert cache.fetch(f"file://{art}", Deadline(5, "t")) == art
-    with pytest.raises(DownloadError, match="no such file"):
+    with pytest.raises(ArtifactDownloadError, match="no such file"):
         cache.fetch("file:../nope.bin", Deadline(5, "t"))
-    with pytest.raises(ChecksumMismatch, match="art.bin"):
+    with pytest.raises(ChecksumMismatch, match="art.bin") as info:
         cache.fetch("file:../art.bin", Deadline(5, "t"), sha256="1" * 64)
+    assert kind_of(info.value) == "job"  # a wrong checksum is the job's fault, never the board's
 
 
 def test_derive_builds_once_and_follows_the_source(tmp_path: Path) -> None:
