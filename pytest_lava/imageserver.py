@@ -8,7 +8,8 @@ must listen elsewhere (the default is loopback, an ephemeral port).
 
 Only files that were published are served, each under an unguessable token (never a directory
 listing, never a path from the request). One server per process (an xdist worker), started on
-first use, stopped at exit.
+first use, stopped at exit. Every connection has a socket timeout (:data:`CLIENT_TIMEOUT`): a
+client that sends nothing, or stops reading, is disconnected instead of holding a thread.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+CLIENT_TIMEOUT = 60.0  # seconds a connection may stay silent (no request byte, no read progress)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class Published:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server  # type: ignore[assignment]
     protocol_version = "HTTP/1.0"
+
+    def setup(self) -> None:
+        self.timeout = self.server.client_timeout  # StreamRequestHandler applies it to the socket
+        super().setup()
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
         self._serve(body=False)
@@ -62,8 +69,8 @@ class _Handler(BaseHTTPRequestHandler):
             with open(item.path, "rb") as f:
                 shutil.copyfileobj(f, self.wfile, 1 << 20)
             self.server.served[path] = self.server.served.get(path, 0) + 1
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True  # the client went away or stopped reading
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base class name
         pass  # the board log shows the board's side; keep pytest's output clean
@@ -73,8 +80,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], client_timeout: float = CLIENT_TIMEOUT) -> None:
         super().__init__(address, _Handler)
+        self.client_timeout = client_timeout
         self.files: dict[str, Published] = {}
         self.served: dict[str, int] = {}
 
@@ -82,8 +90,8 @@ class _Server(ThreadingHTTPServer):
 class ImageServer:
     """Publish files for boards to fetch over HTTP."""
 
-    def __init__(self, bind: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = _Server((bind, port))
+    def __init__(self, bind: str = "127.0.0.1", port: int = 0, *, client_timeout: float = CLIENT_TIMEOUT) -> None:
+        self._server = _Server((bind, port), client_timeout)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="lava-image-server", daemon=True)
         self._thread.start()

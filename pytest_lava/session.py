@@ -77,6 +77,7 @@ class LavaSession:
                 value = action.parameters.get(name)
                 if param.secret and isinstance(value, str):
                     self.masker.add(value)
+        self.masker.add_url_passwords(job.data)  # passwords written into URLs (http://user:pass@host/)
         return [self.plan(variant) for variant in job.variants()]
 
     def jobs_by_file(self) -> dict[Path, list[Job]]:

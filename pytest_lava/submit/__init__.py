@@ -9,23 +9,31 @@ Two sinks, chosen by the URL scheme of ``server`` (or an explicit ``kind``):
 caller's ``timeout``; it raises nothing for expected failures and returns a `SubmitOutcome`. A bundle
 that was not delivered is copied into the spool (`spool`) with its target minus the token, for
 ``python -m pytest_lava resubmit DIR``. Every message is masked: the token never reaches a log.
+
+Both sinks send through `http_post`, which never follows a redirect (a ``3xx`` is a failed
+submit: following it would report "delivered" when the server stored nothing, and would carry
+the token to whatever host the answer names) and reads at most `MAX_RESPONSE` bytes of an answer.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from ..errors import LavaError
 from ..secrets import Masker
 
 TOKEN_ENV = "LAVA_TOKEN"
 KINDS = ("xmlrpc", "squad")
+MAX_RESPONSE = 1 << 20  # bytes of a server's answer that are read; a bigger answer is a failed submit
+_CHUNK = 64 * 1024
 
 
 class SubmitError(LavaError):
@@ -38,7 +46,7 @@ class SubmitError(LavaError):
     ) -> None:
         super().__init__(message)
         self.status = status  # unreachable | timeout | server-error | auth | forbidden | not-found
-        #                       | duplicate | rejected
+        #                       | duplicate | rejected | redirected
         self.retryable = retryable
         self.maybe_stored = maybe_stored  # the server may have stored it before failing
 
@@ -101,6 +109,100 @@ def resolve_token(
         if candidate:
             return candidate.strip()
     return None
+
+
+def http_post(url: str, *, timeout: float, where: str, **kwargs: Any) -> tuple[int, bytes]:
+    """POST ``url`` (``kwargs`` go to ``requests.post``); returns ``(status code, body)``.
+
+    Never follows a redirect: a ``3xx`` raises a `SubmitError` (status ``redirected``) naming the
+    host the answer points to, never its user info, path or query. The body is read in chunks, at
+    most `MAX_RESPONSE` bytes, and within ``timeout`` seconds in all (a server that trickles its
+    answer cannot hold the submit). ``where`` names the server in messages."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers.setdefault("Accept-Encoding", "identity")  # the cap counts the bytes that are kept
+    try:
+        response = requests.post(url, headers=headers, timeout=(timeout, timeout), allow_redirects=False,
+                                 stream=True, **kwargs)
+    except requests.Timeout as exc:
+        raise SubmitError(f"no answer within {timeout:.1f}s ({type(exc).__name__})", status="timeout",
+                          retryable=True, maybe_stored=True) from None
+    except requests.ConnectionError as exc:
+        raise SubmitError(f"cannot connect to {where} ({_reason(exc)})", status="unreachable",
+                          retryable=True) from None
+    except requests.RequestException as exc:
+        raise SubmitError(f"HTTP request to {where} failed ({type(exc).__name__})", status="unreachable",
+                          retryable=True) from None
+    with response:
+        code = response.status_code
+        if 300 <= code < 400:
+            raise SubmitError(
+                f"HTTP {code}: {where} redirects to {_location_host(url, response.headers.get('Location'))}; "
+                "a redirect is never followed (the bundle would not be stored, and the token could go to "
+                "another server): give the server's final URL", status="redirected")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE:
+            raise _too_big(code, where)
+        body = bytearray()
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                body += chunk
+                if len(body) > MAX_RESPONSE:
+                    raise _too_big(code, where)
+                if time.monotonic() > deadline:
+                    raise SubmitError(f"the answer of {where} did not end within {timeout:.1f}s",
+                                      status="timeout", retryable=True, maybe_stored=True)
+        except requests.RequestException as exc:
+            raise SubmitError(f"the answer of {where} broke off ({type(exc).__name__})", status="timeout",
+                              retryable=True, maybe_stored=True) from None
+    return code, bytes(body)
+
+
+def server_text(text: str | bytes, limit: int = 300) -> str:
+    """Text a server sent, for a message: at most ``limit`` characters, control characters (a
+    terminal escape, a fake log line) shown as ``?``."""
+    if isinstance(text, bytes):
+        text = text[: limit * 4].decode("utf-8", "replace")
+    text = text.strip()[:limit]
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _too_big(code: int, where: str) -> SubmitError:
+    # the server may have stored the bundle before answering like this: never retried, spooled
+    return SubmitError(f"HTTP {code}: the answer of {where} is larger than {MAX_RESPONSE // 1024} KiB; "
+                       "not read (is this the results server?)", status="server-error", maybe_stored=True)
+
+
+_HOST_SHOWN = re.compile(r"[^A-Za-z0-9.:\[\]_-]")
+
+
+def _location_host(url: str, location: str | None) -> str:
+    """The host (and port) a redirect points to, for a message: no user info, path or query."""
+    if not location:
+        return "nowhere (no Location header)"
+    try:
+        parts = urlsplit(urljoin(url, location.strip()))
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "an invalid Location"
+    if not host:
+        return "an invalid Location"
+    shown = _HOST_SHOWN.sub("?", host)[:100] + (f":{port}" if port else "")
+    same = urlsplit(url)
+    if (host, port) == (same.hostname, same.port):
+        shown += f" (the same host, {parts.scheme or 'same scheme'})"
+    return shown
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for word in ("Connection refused", "Name or service not known", "timed out", "reset"):
+        if word in text:
+            return word
+    return type(exc).__name__
 
 
 def _sayer(log: Callable[[str], None], mask: Masker, masker: Masker | None) -> Callable[[str], None]:

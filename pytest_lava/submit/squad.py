@@ -15,6 +15,9 @@ result of every run (``unknown`` is sent as ``skip``); ``metrics`` ``{"<test_id>
 attributes + ``job_name``, ``job_id`` (the ``lava`` run's UUID, so a resubmission is recognised
 as a duplicate), ``job_status``; ``log`` = ``serial.log``; ``attachment`` files = every other
 attachment and the whole ``bundle.json``.
+
+A redirect is never followed (`http_post`): ``requests`` would keep the ``Auth-Token`` header on
+the way to another host, and a 302 answered by a GET elsewhere looked like a stored result.
 """
 
 from __future__ import annotations
@@ -24,9 +27,7 @@ import json
 import re
 from urllib.parse import unquote, urlsplit
 
-import requests
-
-from . import SubmitError, SubmitTarget
+from . import SubmitError, SubmitTarget, http_post, server_text
 
 SLUG_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -104,16 +105,8 @@ def send(content: bytes, target: SubmitTarget, job_name: str, timeout: float) ->
                        or attributes.get("target.hostname") or "unknown")
     url = f"{base}/api/submit/{group}/{project}/{build}/{environment}"
     headers = {"Auth-Token": target.token} if target.token else {}
-    try:
-        response = requests.post(url, data=fields, files=files, headers=headers, timeout=(timeout, timeout))
-    except requests.Timeout:
-        raise SubmitError(f"no answer within {timeout:.1f}s", status="timeout", retryable=True,
-                          maybe_stored=True)
-    except requests.RequestException as exc:
-        raise SubmitError(f"cannot connect to {base} ({type(exc).__name__})", status="unreachable",
-                          retryable=True)
-    text = response.text.strip()[:300]
-    code = response.status_code
+    code, body = http_post(url, data=fields, files=files, headers=headers, timeout=timeout, where=base)
+    text = server_text(body)
     if code in (200, 201):
         return f"{base}/{group}/{project}/build/{build}/ (test run {text})"
     if code in (401, 403):

@@ -3,6 +3,7 @@
 The user name comes from the server URL (``http://alice@host/RPC2/``) and is removed from the
 URL; with a token it becomes HTTP basic ``alice:token`` on every call. An endpoint ending in
 ``/xml-rpc/`` is the deprecated Launch Control one, whose methods have no ``dashboard.`` prefix.
+Calls go through `http_post`: no redirect is followed, at most `MAX_RESPONSE` bytes are read.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import xmlrpc.client
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
-from . import SubmitError, SubmitTarget
+from . import SubmitError, SubmitTarget, http_post, server_text
 
 FAULT_WORDS = {
     401: ("auth", "authentication failed"),
@@ -43,46 +42,26 @@ def call(
     """One XML-RPC call; every failure becomes a classified `SubmitError`."""
     body = xmlrpc.client.dumps(params, methodname=method, allow_none=False).encode("utf-8")
     auth = (user, token) if user and token else None
-    try:
-        response = requests.post(
-            endpoint, data=body, auth=auth, timeout=(timeout, timeout),
-            headers={"Content-Type": "text/xml", "User-Agent": "pytest-lava"},
-        )
-    except requests.Timeout as exc:
-        raise SubmitError(f"no answer within {timeout:.1f}s ({type(exc).__name__})",
-                          status="timeout", retryable=True, maybe_stored=True)
-    except requests.ConnectionError as exc:
-        raise SubmitError(f"cannot connect to {endpoint} ({_reason(exc)})", status="unreachable",
-                          retryable=True)
-    except requests.RequestException as exc:
-        raise SubmitError(f"HTTP request failed: {exc}", status="unreachable", retryable=True)
+    code, content = http_post(endpoint, data=body, auth=auth, timeout=timeout, where=endpoint,
+                              headers={"Content-Type": "text/xml", "User-Agent": "pytest-lava"})
     who = f"user {user!r}" if user else "an anonymous user (no user@ in the server URL)"
-    if response.status_code == 401:
+    if code == 401:
         raise SubmitError(f"HTTP 401: the server rejected the token of {who}", status="auth")
-    if response.status_code >= 500:
-        raise SubmitError(f"HTTP {response.status_code} from the server", status="server-error",
-                          retryable=True, maybe_stored=True)
-    if response.status_code != 200:
-        raise SubmitError(f"HTTP {response.status_code} from {endpoint}", status="rejected")
+    if code >= 500:
+        raise SubmitError(f"HTTP {code} from the server", status="server-error", retryable=True, maybe_stored=True)
+    if code != 200:
+        raise SubmitError(f"HTTP {code} from {endpoint}", status="rejected")
     try:
-        (result,), _ = xmlrpc.client.loads(response.content)
+        (result,), _ = xmlrpc.client.loads(content)
     except xmlrpc.client.Fault as fault:
         status, words = FAULT_WORDS.get(fault.faultCode, ("rejected", "the server refused the call"))
         retry = fault.faultCode >= 500
-        raise SubmitError(f"fault {fault.faultCode}: {words} ({fault.faultString}; {who})",
+        raise SubmitError(f"fault {fault.faultCode}: {words} ({server_text(str(fault.faultString))}; {who})",
                           status="server-error" if retry else status, retryable=retry, maybe_stored=retry)
     except Exception as exc:  # not XML-RPC at all
-        raise SubmitError(f"the answer is not XML-RPC ({type(exc).__name__}: {exc})",
+        raise SubmitError(f"the answer is not XML-RPC ({type(exc).__name__}: {server_text(str(exc))})",
                           status="server-error", retryable=True, maybe_stored=True)
     return result
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    for word in ("Connection refused", "Name or service not known", "timed out", "reset"):
-        if word in text:
-            return word
-    return type(exc).__name__
 
 
 def send(content: bytes, target: SubmitTarget, job_name: str, timeout: float) -> str:

@@ -10,6 +10,10 @@
 * Any other line is matched with the ``parse`` pattern (``re.search``): named groups
   ``test_case_id``, ``result`` (through ``fixupdict``), ``measurement``, ``units``, ``message``,
   then ``appendall`` is laid over the result. Its excerpt is the output since the previous case.
+
+Board output is not trusted to be kind: signals are found and split without a regex that could
+backtrack (a line of 16,000 spaces, or of many ``<LAVA_SIGNAL_`` without a ``>``, once took
+seconds), so reading a line is linear in its length.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from datetime import UTC, datetime
 from ..results import CaseResult
 from .model import LAVA_TEST, RESULTS, TestDefinition
 
-SIGNAL_RE = re.compile(r"<LAVA_SIGNAL_([A-Z]+)(?: ([^>]*))?>")
-_KV_RE = re.compile(r"([A-Z_]+)=(.*?)(?=\s+[A-Z_]+=|\s*$)")
+SIGNAL_PREFIX = "<LAVA_SIGNAL_"
+_SIGNAL_NAME = re.compile(r"[A-Z]+")
+_KEY = re.compile(r"(?<![A-Z_])[A-Z_]+=")  # starts only where a run of key characters starts: linear
 _LAVA_TEST_ID_DROP = re.compile(r"[^a-zA-Z0-9._-]")
 MAX_EXCERPT_LINES = 200
 
@@ -40,9 +45,41 @@ class AttachmentRef:
     mime_type: str = "text/plain"
 
 
+def find_signal(line: str) -> tuple[str, str] | None:
+    """``(name, argument)`` of the first ``<LAVA_SIGNAL_NAME>`` or ``<LAVA_SIGNAL_NAME argument>``
+    in ``line`` (the argument runs to the first ``>``), else None."""
+    start = line.find(SIGNAL_PREFIX)
+    while start >= 0:
+        at = start + len(SIGNAL_PREFIX)
+        m = _SIGNAL_NAME.match(line, at)
+        if m is not None:
+            after = m.end()
+            if line.startswith(">", after):
+                return m.group(), ""
+            if line.startswith(" ", after):
+                end = line.find(">", after)
+                if end < 0:
+                    return None  # no ">" after this one, so none after a later one either
+                return m.group(), line[after + 1:end]
+        start = line.find(SIGNAL_PREFIX, at)
+    return None
+
+
 def signal_fields(text: str) -> dict[str, str]:
-    """``TEST_CASE_ID=x RESULT=pass UNITS=MB / s`` -> a dict (values may hold spaces)."""
-    return {k: v.strip() for k, v in _KV_RE.findall(text or "")}
+    """``TEST_CASE_ID=x RESULT=pass UNITS=MB / s`` -> a dict (values may hold spaces).
+
+    A key is ``[A-Z_]+`` followed by ``=``: the first one anywhere, the next ones only after
+    whitespace; a value runs to the next key (stripped)."""
+    text = text or ""
+    keys: list[re.Match[str]] = []
+    for m in _KEY.finditer(text):
+        if not keys or text[m.start() - 1].isspace():
+            keys.append(m)
+    fields: dict[str, str] = {}
+    for i, m in enumerate(keys):
+        end = keys[i + 1].start() if i + 1 < len(keys) else len(text)
+        fields[m.group()[:-1]] = text[m.end():end].strip()
+    return fields
 
 
 def normalize_result(raw: str | None, fixupdict: dict[str, str]) -> tuple[str, str | None]:
@@ -91,16 +128,16 @@ class CaseCollector:
             if len(lines) < MAX_EXCERPT_LINES:
                 lines.append(line)
         new: list[CaseResult] = []
-        m = SIGNAL_RE.search(line)
-        if m:
-            new += self._signal(m.group(1), (m.group(2) or "").strip(), line)
+        signal = find_signal(line)
+        if signal is not None:
+            new += self._signal(signal[0], signal[1].strip(), line)
         else:
             case = self._match(line)
             if case is not None:
                 new.append(case)
         if new:
             self._recent.clear()
-        elif not m:
+        elif signal is None:
             self._recent.append(line)
         self.cases += new
         return new
