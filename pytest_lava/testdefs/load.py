@@ -111,15 +111,22 @@ def load_git(repo: str, *, revision: str | None = None, testdef: str = DEFAULT_R
         shutil.rmtree(work, ignore_errors=True)
 
 
+# a job names the repository: no ssh (the harness user's keys), no ext:: (runs a command)
+_GIT_PROTOCOLS = ["-c", "protocol.allow=never", *(x for proto in ("https", "http", "git", "file")
+                                                 for x in ("-c", f"protocol.{proto}.allow=always"))]
+
+
 def _git(argv: list[str], timeout: float, env: dict[str, str], repo: str) -> None:
+    """Run git for a job's repository; a failure is the job's (its URL or revision), not the board's."""
+    argv = [argv[0], *_GIT_PROTOCOLS, *argv[1:]]
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
-        raise InfrastructureError(f"git clone of {repo} did not finish within {timeout:g} s") from exc
+        raise JobError.single(repo, "", f"git clone did not finish within {timeout:g} s") from exc
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise InfrastructureError(f"{' '.join(argv[1:2])} of {repo} failed (exit {proc.returncode}): "
-                                  + " / ".join(err))
+        verb = "checkout" if "checkout" in argv else "clone"
+        raise JobError.single(repo, "", f"git {verb} failed (exit {proc.returncode}): " + " / ".join(err))
 
 
 def load_inline(data: object, where: str) -> TestDefinition:

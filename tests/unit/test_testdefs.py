@@ -270,3 +270,17 @@ def test_runner_runs_a_definition_live_on_busybox(shell, tmp_path: Path) -> None
     assert len(c.cases) >= 10 and all(x.result == "pass" for x in c.cases), [(x.test_case_id, x.result, x.log_excerpt)
                                                                           for x in c.cases if x.result != "pass"]
     assert seen[0] == "<LAVA_SIGNAL_STARTRUN smoke>"
+
+
+def test_load_git_refuses_ssh_and_ext_and_blames_the_job(tmp_path: Path) -> None:
+    """A job names the repository: git may not use the harness user's ssh keys or run ext:: commands,
+    and a clone that fails is a job error (it never counts against a board's health)."""
+    from pytest_lava.errors import JobError
+
+    marker = tmp_path / "ran"
+    for url in ("ssh://git@127.0.0.1:1/x.git", f"ext::sh -c touch% {marker}"):
+        with pytest.raises(JobError, match="git clone failed"):
+            load_git(url, timeout=30)
+    assert not marker.exists()
+    with pytest.raises(JobError, match="must not start with '-'"):
+        load_git("file:///x", revision="--upload-pack=touch /tmp/x", timeout=30)
