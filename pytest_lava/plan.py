@@ -9,12 +9,16 @@ board type and the actions it runs, before anything touches a board."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .actions.spec import SETUP, SUBMIT, TEST
 from .device import Device
 from .devices import DeviceSet
 from .errors import ConfigurationError, JobError, Problem, ProblemList
 from .job import ActionDef, Job
+
+if TYPE_CHECKING:
+    from .boards import BoardTypeLookup
 
 
 @dataclass
@@ -24,11 +28,12 @@ class Plan:
     target: str | None = None  # the one board asked for by name (job target or --lava-device)
 
     @classmethod
-    def build(cls, job: Job, devices: DeviceSet, *, device_override: str | None = None) -> Plan:
+    def build(cls, job: Job, devices: DeviceSet, *, device_override: str | None = None,
+              board_types: BoardTypeLookup | None = None) -> Plan:
         target = device_override or job.target
         boards = devices.select(target=target, device_type=None if target else job.device_type,
                                 job_file=str(job.file))
-        problems = board_problems(job, boards)
+        problems = board_problems(job, boards, board_types)
         if problems:
             raise JobError(problems)
         return cls(job, boards, target)
@@ -63,15 +68,15 @@ class Plan:
         return "\n".join(lines)
 
 
-def board_problems(job: Job, boards: list[Device]) -> list[Problem]:
+def board_problems(job: Job, boards: list[Device], lookup: BoardTypeLookup | None = None) -> list[Problem]:
     """What the board types of ``boards`` refuse in ``job``: an action one of them cannot run
     (the pool may give the job any of the boards), or parameters it cannot take."""
-    from .boards import board_type
+    from .boards import make_board_type
 
     problems = ProblemList(str(job.file))
     for device in boards:
         try:
-            kind = board_type(device.board_type)
+            kind = make_board_type(device.board_type, lookup)
         except ConfigurationError:  # an unknown board type is the device's problem, reported at run time
             continue
         for action in job.actions:

@@ -24,6 +24,20 @@ JOB_SUFFIXES = (".json", ".yaml", ".yml")
 _LIVE_FD: int | None = None
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_lava_board_type(name: str) -> object:
+    """The built-in board types and those installed with an entry point (conftest.py hooks first)."""
+    from .boards import known_board_type
+
+    return known_board_type(name)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lava", "pytest-lava: run LAVA jobs on boards")
     group.addoption("--lava-job", action="append", default=[], metavar="FILE",

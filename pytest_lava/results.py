@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,6 +221,7 @@ class JobResults:
         self.started = datetime.now(UTC)
         self.lava_uuid = str(uuid.uuid4())
         self.bundle_path = self.results_dir / "bundle.json"
+        self.amend: Callable[[dict], None] | None = None  # set by the runner: the pytest_lava_bundle hook
         self.summary_path = self.results_dir / "summary.txt"
         self._lock = threading.RLock()
         self._actions: list[CaseResult] = []
@@ -329,6 +331,8 @@ class JobResults:
             lava = self.lava_run(job_complete=job_complete, message=message)
             runs = [r.to_dict(self.masker) for r in [*self._runs, lava]]
             merged = B.merge(self._device_bundles, runs, dict(self._metadata))
+            if self.amend is not None:  # the pytest_lava_bundle hook: before masking and validation
+                self.amend(merged)
             merged = self.masker.mask_obj(merged)
             if self.masker:
                 _mask_attachment_contents(merged, self.masker)

@@ -26,7 +26,7 @@ from .secrets import Masker
 
 if TYPE_CHECKING:
     from .board import Board
-    from .boards import BoardType
+    from .boards import BoardType, BoardTypeLookup
     from .pool import BoardPool, Lease
     from .results import CaseResult, JobResults
     from .shell import ShellSession
@@ -49,6 +49,8 @@ class RunOptions:
     masker: Masker = field(default_factory=Masker)
     echo: Callable[[str], None] = print  # progress notes (shown with --lava-console)
     announce: Callable[[str], None] = print  # what a lab engineer must always see (quarantine, ...)
+    board_types: BoardTypeLookup | None = None  # the pytest_lava_board_type hook (None: built-ins)
+    amend_bundle: Callable[[dict[str, Any], Job], None] | None = None  # the pytest_lava_bundle hook
 
 
 @dataclass
@@ -113,6 +115,7 @@ class JobRun:
         self.results_dir = job_results_dir(options.results_dir, self.job.id)  # one entry, inside it
         self.lease: Lease | None = None
         self._board: Board | None = None
+        self._board_type: BoardType | None = None
         self.results: JobResults | None = None
         self.watchdog: Watchdog | None = None
         self.next_index = 0  # actions before this index have run
@@ -137,9 +140,12 @@ class JobRun:
 
     @property
     def board_type(self) -> BoardType:
-        from .boards import board_type
+        """This run's own instance of its board's type (made on first use)."""
+        if self._board_type is None:
+            from .boards import make_board_type
 
-        return board_type(self.device.board_type)
+            self._board_type = make_board_type(self.device.board_type, self.options.board_types)
+        return self._board_type
 
     @property
     def board(self) -> Board:
@@ -183,6 +189,9 @@ class JobRun:
         self.results = JobResults(job_name=self.job.name, job_file=str(self.job.file), results_dir=self.results_dir,
                                   hostname=device.name, device_type=device.device_type, tags=self.job.tags,
                                   secrets=self.options.masker)
+        if self.options.amend_bundle is not None:
+            amend, job = self.options.amend_bundle, self.job
+            self.results.amend = lambda bundle: amend(bundle, job)
         self.note(f"job {self.job.id}: running on board {device.name} ({device.device_type})")
         self.watchdog = Watchdog(self.deadline)
         self.watchdog.start()

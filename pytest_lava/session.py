@@ -91,7 +91,16 @@ class LavaSession:
         return jobs
 
     def plan(self, job: Job) -> Plan:
-        return Plan.build(job, self.devices, device_override=self.options.device_override)
+        return Plan.build(job, self.devices, device_override=self.options.device_override,
+                          board_types=self.board_type_hook)
+
+    def board_type_hook(self, name: str) -> object:
+        """A device's board type, asked of the ``pytest_lava_board_type`` hook (conftest.py, plugins,
+        then the built-in and installed ones)."""
+        return self.config.hook.pytest_lava_board_type(name=name, config=self.config)
+
+    def bundle_hook(self, bundle: dict, job: Job) -> None:
+        self.config.hook.pytest_lava_bundle(bundle=bundle, job=job, config=self.config)
 
     def validate_all(self) -> tuple[list[str], list[Problem]]:
         """For --lava-validate and the pre-flight check: every plan, or every problem."""
@@ -136,7 +145,8 @@ class LavaSession:
                     results_dir=self.options.results_dir, state_dir=self.state_dir,
                     rootdir=self.options.devices_dir.resolve().parent, live=self._live if self.options.console
                     else None, submit_override=self.options.submit, token=self.options.token,
-                    masker=self.masker, echo=self._echo, announce=self._announce))
+                    masker=self.masker, echo=self._echo, announce=self._announce,
+                    board_types=self.board_type_hook, amend_bundle=self.bundle_hook))
                 self.runs[job.id] = run
             return run
 

@@ -1,11 +1,14 @@
 """Board types: how a kind of board is driven ("which dispatcher for which device").
 
 A board type is a small class; the device's ``board_type`` picks it. Built-in: ``master``
-(master-image boards), ``qemu`` (the harness starts QEMU per job). Third-party board types
-register with an entry point in the group ``pytest_lava.board_types``::
+(master-image boards), ``qemu`` (the harness starts QEMU per job). A lab adds its own with the
+``pytest_lava_board_type`` hook in a ``conftest.py`` (see ``hookspecs.py``), or installs one with an
+entry point in the group ``pytest_lava.board_types``::
 
     [project.entry-points."pytest_lava.board_types"]
     sdmux = "my_lab.sdmux:SdMuxBoard"
+
+Each job run gets its own instance of its board's type.
 
 A board type declares which actions it runs (``supported``, a set of action commands) and may
 check an accepted action's parameters against a board (``check_parameters``). Plan validation
@@ -17,6 +20,7 @@ health.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -89,19 +93,40 @@ class BoardType:
         """Called once at the end of the job, whatever happened (e.g. power the board off)."""
 
 
-@cache
-def board_type(name: str) -> BoardType:
+def known_board_type(name: str) -> type[BoardType] | None:
+    """A built-in board type, or one installed with an entry point, by name (``None``: unknown).
+    The plugin's own ``pytest_lava_board_type`` hook implementation."""
     spec = BUILTIN.get(name)
     if spec is None:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name == name:
-                return ep.load()()
-        known = sorted(set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
-        raise ConfigurationError.single("device", "board_type",
-                                        f"unknown board type {name!r} (known: {', '.join(known)})")
+                return ep.load()  # type: ignore[no-any-return]
+        return None
     module, _, cls = spec.partition(":")
     try:
-        return getattr(import_module(module), cls)()
+        return getattr(import_module(module), cls)  # type: ignore[no-any-return]
     except ImportError as exc:
         raise ConfigurationError.single("device", "board_type",
                                         f"board type {name!r} is not available: {exc}") from None
+
+
+BoardTypeLookup = Callable[[str], "BoardType | type[BoardType] | None"]
+
+
+def make_board_type(name: str, lookup: BoardTypeLookup | None = None) -> BoardType:
+    """A new instance of the board type ``name``: asked of ``lookup`` (the plugin passes the
+    ``pytest_lava_board_type`` hook, so a conftest.py can add board types), else the built-in
+    and installed ones."""
+    found = lookup(name) if lookup is not None else known_board_type(name)
+    if found is None:
+        known = sorted(set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+        raise ConfigurationError.single("device", "board_type",
+                                        f"unknown board type {name!r} (known: {', '.join(known)}; a "
+                                        "conftest.py can add one with the pytest_lava_board_type hook)")
+    return found() if isinstance(found, type) else found
+
+
+@cache
+def board_type(name: str) -> BoardType:
+    """A shared instance of a built-in or installed board type (for code without a plugin session)."""
+    return make_board_type(name)

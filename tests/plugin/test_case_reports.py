@@ -6,6 +6,7 @@ host stands in for the booted test image), through the real plugin, actions and 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import xml.etree.ElementTree as ET
@@ -22,8 +23,16 @@ REPO = Path(__file__).resolve().parents[2]
 CONFTEST = f"""
 import sys
 sys.path.insert(0, {str(REPO)!r})
-from pytest_lava import boards
-boards.BUILTIN["fake-busybox"] = "tests.unit.fake_busybox:FakeBusyboxBoard"
+from tests.unit.fake_busybox import FakeBusyboxBoard
+
+
+def pytest_lava_board_type(name):  # a lab's own board type: no entry point, no monkeypatching
+    return FakeBusyboxBoard if name == "fake-busybox" else None
+
+
+def pytest_lava_bundle(bundle, job):  # a lab amends every bundle before it is written
+    for run in bundle["test_runs"]:
+        run.setdefault("attributes", {{}})["lab.site"] = "conftest-" + job.name
 """
 
 JOB = """
@@ -117,6 +126,8 @@ def test_each_case_is_its_own_report_in_terminal_and_junit(lab: pytest.Pytester)
 
     bundle = (lab.path / "results" / "job" / "bundle.json").read_text()
     assert '"lava_test_install (smoke)"' in bundle and '"test_id": "mixed"' in bundle
+    runs = json.loads(bundle)["test_runs"]
+    assert runs and all(r["attributes"]["lab.site"] == "conftest-fake-cases" for r in runs)  # the bundle hook
 
 
 def test_same_reports_under_xdist(lab: pytest.Pytester) -> None:

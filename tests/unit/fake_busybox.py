@@ -6,7 +6,7 @@ directory of busybox applet links (so ``ps``, ``ip``, ``awk``, ``dd`` are busybo
 scripts, so the signals, the console transfer and live parsing are exercised for real.
 
 ``FakeBusyboxBoard`` is a board type for the plugin; register it with
-``pytest_lava.boards.BUILTIN["fake-busybox"] = "tests.unit.fake_busybox:FakeBusyboxBoard"``.
+a conftest.py hook: ``def pytest_lava_board_type(name): return FakeBusyboxBoard if name == "fake-busybox" else None``.
 Device keys (``extra``): ``lava_test_dir``, ``fake_bin`` (applet dir), ``fake_isig`` (true: the tty
 turns Ctrl-C into SIGINT, so a hung test can be interrupted; false: it must be "rebooted").
 """
