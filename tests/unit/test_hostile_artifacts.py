@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava import artifacts
 from pytest_lava.artifacts import (
     ArtifactError,
     check_tar,
     deb_data,
     deb_files,
     decompress,
+    limits,
     partition_tar,
     read_partitions,
     replace_kernel,
@@ -585,7 +585,7 @@ def test_deb_data_still_found(tmp_path: Path) -> None:
 
 
 def test_decompression_bomb_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(artifacts, "MAX_DECOMPRESSED", 1 << 20)
+    monkeypatch.setattr(limits, "MAX_DECOMPRESSED", 1 << 20)
     src = tmp_path / "image.img.gz"
     with gzip.open(src, "wb") as f:
         f.write(bytes(5 << 20))
@@ -598,7 +598,7 @@ def test_decompression_bomb_is_capped(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_compressed_tarball_bomb_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(artifacts, "MAX_DECOMPRESSED", 1 << 20)
+    monkeypatch.setattr(limits, "MAX_DECOMPRESSED", 1 << 20)
     t = tmp_path / "t.tar.xz"
     with tarfile.open(t, "w:xz") as tf:
         ti = info("./zeros")
@@ -611,7 +611,7 @@ def test_compressed_tarball_bomb_is_capped(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_deb_bomb_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(artifacts, "MAX_DECOMPRESSED", 1 << 20)
+    monkeypatch.setattr(limits, "MAX_DECOMPRESSED", 1 << 20)
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w:xz") as tf:
         ti = info("./boot/vmlinuz-1")
