@@ -17,7 +17,7 @@ LAB_TESTS = TESTS / "lab"
 # whole jobs through a pytest subprocess on simulated boards, or real third-party servers:
 # seconds each, so they are `slow`; `pytest -m "not lab and not slow"` is the quick loop
 SLOW = {TESTS / "integration"} | {TESTS / "plugin" / f"test_{name}.py" for name in (
-    "parallel_sim", "submit_job", "failure_report", "case_reports", "url_password", "state_dir")}
+    "parallel_sim", "submit_job", "failure_report", "case_reports", "url_password", "state_dir", "fixtures_sim")}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

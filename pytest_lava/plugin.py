@@ -18,9 +18,8 @@ import pytest
 from .errors import InputError
 from .items import SESSION_KEY, JobFile, JobItem
 from .reporting import ExtraReports, attach
-from .session import LavaOptions, LavaSession
+from .session import JOB_SUFFIXES, LavaSession, options_from
 
-JOB_SUFFIXES = (".json", ".yaml", ".yml")
 _LIVE_FD: int | None = None
 
 
@@ -77,30 +76,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     return (yield)
 
 
-def _options(config: pytest.Config) -> LavaOptions:
-    invocation = Path(config.invocation_params.dir)
-    jobs = [invocation / j for j in config.getoption("lava_job")]
-    if jobs:  # `--lava-job jobs/*.yaml`: the shell turns the glob into positional arguments
-        jobs += [invocation / a for a in config.args if Path(a).suffix in JOB_SUFFIXES
-                 and (invocation / a) not in jobs]
-    devices = config.getoption("lava_devices") or config.getini("lava_devices")
-    results = config.getoption("lava_results") or config.getini("lava_results")
-    state = config.getoption("lava_state") or os.environ.get("PYTEST_LAVA_STATE") or config.getini("lava_state")
-    return LavaOptions(
-        jobs=[j.resolve() for j in jobs], devices_dir=(invocation / devices).resolve(),
-        results_dir=(invocation / results).resolve(), device_override=config.getoption("lava_device"),
-        validate=config.getoption("lava_validate"), console=config.getoption("lava_console"),
-        submit=config.getoption("lava_submit"),
-        token=config.getoption("lava_token") or None,
-        state_dir=(invocation / state).resolve() if state else None)
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Validate every job before the session starts: all problems at once, exit status 4."""
     if not config.getoption("lava_job") and not config.getoption("lava_validate"):
         return None
-    lava = LavaSession(config, _options(config))
+    lava = LavaSession(config, options_from(config))
     try:
         plans, problems = lava.validate_all()
     except InputError as exc:  # the device directory itself is broken
@@ -123,10 +104,17 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lava: a result of a LAVA job")
+    config.addinivalue_line("markers", "lava_board(device_type=None, target=None, tags=(), timeout=3600): the board "
+                                       "the module's lava_target fixture leases")
+    config.addinivalue_line("markers", "lava_timeout(seconds): the deadline of one test using a LAVA board")
+    if not config.pluginmanager.has_plugin("lava-fixtures"):
+        from . import fixtures
+
+        config.pluginmanager.register(fixtures, "lava-fixtures")
     if not config.getoption("lava_job"):
         return
     config.pluginmanager.register(ExtraReports(config), "lava-extra-reports")
-    options = _options(config)
+    options = options_from(config)
     lava = LavaSession(config, options, live_fd=_LIVE_FD)
     config.stash[SESSION_KEY] = lava
     job_args = [str(j) for j in options.jobs]
@@ -192,6 +180,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             attach(item.config, report, item.case_reports())  # type: ignore[arg-type]
         elif call.when == "teardown":
             attach(item.config, report, item.teardown_reports)  # type: ignore[arg-type]
+    elif call.when == "call" or (call.when == "setup" and call.excinfo is not None):
+        # the reporter: a plain test that used a LAVA board is a test case in that board's bundle
+        target = getattr(item, "funcargs", {}).get("lava_target")
+        if target is not None:
+            target.record(report, item.name)
     return report
 
 

@@ -141,14 +141,26 @@ class LavaSession:
         with self._lock:
             run = self.runs.get(job.id)
             if run is None:
-                run = JobRun(self.plan(job), self.pool, RunOptions(
-                    results_dir=self.options.results_dir, state_dir=self.state_dir,
-                    rootdir=self.options.devices_dir.resolve().parent, live=self._live if self.options.console
-                    else None, submit_override=self.options.submit, token=self.options.token,
-                    masker=self.masker, echo=self._echo, announce=self._announce,
-                    board_types=self.board_type_hook, amend_bundle=self.bundle_hook))
+                run = JobRun(self.plan(job), self.pool, self._run_options())
                 self.runs[job.id] = run
             return run
+
+    def start_run(self, plan: Plan) -> JobRun:
+        """A started run of a plan made elsewhere (the ``lava_target`` fixture's actionless job):
+        its board leased, unless ``run.fatal`` says why not."""
+        run = JobRun(plan, self.pool, self._run_options())
+        with self._lock:
+            self.runs[f"{plan.job.id}@{id(run)}"] = run
+        run.start()
+        return run
+
+    def _run_options(self) -> RunOptions:
+        return RunOptions(
+            results_dir=self.options.results_dir, state_dir=self.state_dir,
+            rootdir=self.options.devices_dir.resolve().parent, live=self._live if self.options.console
+            else None, submit_override=self.options.submit, token=self.options.token,
+            masker=self.masker, echo=self._echo, announce=self._announce,
+            board_types=self.board_type_hook, amend_bundle=self.bundle_hook)
 
     def finish_job(self, job: Job, item: JobItem | None = None) -> None:
         run = self.runs.get(job.id)
@@ -203,3 +215,25 @@ def default_state_dir(devices_dir: Path) -> Path:
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     digest = hashlib.sha256(str(devices_dir).encode()).hexdigest()[:12]
     return base / "pytest-lava" / f"{devices_dir.name or 'devices'}-{digest}"
+
+
+JOB_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+def options_from(config: pytest.Config) -> LavaOptions:
+    """The plugin's options from pytest's command line and ini file (paths from the invocation dir)."""
+    invocation = Path(config.invocation_params.dir)
+    jobs = [invocation / j for j in config.getoption("lava_job")]
+    if jobs:  # `--lava-job jobs/*.yaml`: the shell turns the glob into positional arguments
+        jobs += [invocation / a for a in config.args if Path(a).suffix in JOB_SUFFIXES
+                 and (invocation / a) not in jobs]
+    devices = config.getoption("lava_devices") or config.getini("lava_devices")
+    results = config.getoption("lava_results") or config.getini("lava_results")
+    state = config.getoption("lava_state") or os.environ.get("PYTEST_LAVA_STATE") or config.getini("lava_state")
+    return LavaOptions(
+        jobs=[j.resolve() for j in jobs], devices_dir=(invocation / devices).resolve(),
+        results_dir=(invocation / results).resolve(), device_override=config.getoption("lava_device"),
+        validate=config.getoption("lava_validate"), console=config.getoption("lava_console"),
+        submit=config.getoption("lava_submit"),
+        token=config.getoption("lava_token") or None,
+        state_dir=(invocation / state).resolve() if state else None)

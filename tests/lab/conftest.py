@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -217,3 +218,21 @@ class LabTools:
 @pytest.fixture(scope="session")
 def lab_tools() -> LabTools:
     return LabTools()
+
+
+def running_boards() -> set[str]:
+    out = labctl("status", "--json", timeout=60)
+    return {name for name, p in json.loads(out.stdout)["processes"].items() if p.get("running")}
+
+
+@pytest.fixture
+def stop_new_boards() -> Iterator[None]:
+    """Boards a test's pytest run powered on (device power commands) are stopped at its end, by PID
+    through labctl; so are ser2net and the image server if the run started them."""
+    before = running_boards()
+    yield
+    started = sorted(running_boards() - before - {"ser2net", "http"})
+    if started:
+        labctl("stop", *started, timeout=120)
+    if not before:
+        labctl("stop", timeout=120)

@@ -14,10 +14,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
-LABCTL = REPO / "lab" / "labctl"
 
 JOB = """\
 job_name: parallel-{i}
@@ -43,22 +40,6 @@ actions:
               - lava-test-case {outcome}-{i} --shell {command}
 """
 JOBS = 3
-
-
-def running_boards() -> set[str]:
-    out = subprocess.run([str(LABCTL), "status", "--json"], capture_output=True, text=True, timeout=60, check=True)
-    return {name for name, p in json.loads(out.stdout)["processes"].items() if p.get("running")}
-
-
-@pytest.fixture
-def stop_new_boards():
-    before = running_boards()
-    yield
-    started = sorted(running_boards() - before - {"ser2net", "http"})
-    if started:
-        subprocess.run([str(LABCTL), "stop", *started], timeout=120, check=False)
-    if not before:  # the power commands started ser2net and the image server for us: stop them too
-        subprocess.run([str(LABCTL), "stop"], timeout=120, check=False)
 
 
 def test_three_jobs_on_three_lab_boards_at_once(tmp_path: Path, stop_new_boards: None) -> None:
