@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .actions.spec import ActionSpec
     from .boards import BoardType
     from .job import Job
 
@@ -37,3 +38,9 @@ def pytest_lava_board_type(name: str, config: pytest.Config) -> BoardType | type
 def pytest_lava_bundle(bundle: dict[str, Any], job: Job, config: pytest.Config) -> None:
     """Amend a job's result bundle (in place) before it is masked, validated, written and submitted:
     add attributes to its test runs, attach a file, ... The result must still be a valid bundle."""
+
+
+def pytest_lava_actions(config: pytest.Config) -> list[ActionSpec] | None:
+    """Actions to add to the job language (each an :class:`pytest_lava.actions.spec.ActionSpec` with
+    its ``run(ctx, parameters)``), e.g. a lab's own flashing step. Asked once, before jobs are
+    validated; an action of the same name replaces the built-in one."""

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from .errors import InputError
-from .items import SESSION_KEY, JobFile, JobItem
-from .reporting import ExtraReports, attach
+from .items import SESSION_KEY, JobItem, collector_for
+from .reporting import ExtraReports, attach, step_report
 from .session import JOB_SUFFIXES, LavaSession, options_from
 
 _LIVE_FD: int | None = None
@@ -81,6 +81,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Validate every job before the session starts: all problems at once, exit status 4."""
     if not config.getoption("lava_job") and not config.getoption("lava_validate"):
         return None
+    _add_hook_actions(config)
     lava = LavaSession(config, options_from(config))
     try:
         plans, problems = lava.validate_all()
@@ -102,6 +103,21 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return None
 
 
+def _add_hook_actions(config: pytest.Config) -> None:
+    """The actions conftest.py files and plugins add (``pytest_lava_actions``), once per config."""
+    if config.stash.get(_ACTIONS_ADDED, False):
+        return
+    config.stash[_ACTIONS_ADDED] = True
+    from .actions import add_actions
+
+    for specs in config.hook.pytest_lava_actions(config=config):
+        if specs:
+            add_actions(specs, "a pytest_lava_actions hook")
+
+
+_ACTIONS_ADDED = pytest.StashKey[bool]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lava: a result of a LAVA job")
     config.addinivalue_line("markers", "lava_board(device_type=None, target=None, tags=(), timeout=3600): the board "
@@ -111,6 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from . import fixtures
 
         config.pluginmanager.register(fixtures, "lava-fixtures")
+    _add_hook_actions(config)
     if not config.getoption("lava_job"):
         return
     config.pluginmanager.register(ExtraReports(config), "lava-extra-reports")
@@ -134,7 +151,7 @@ def _sigterm(signum: int, frame: object) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     lava = parent.config.stash.get(SESSION_KEY, None)
     if lava is not None and file_path.resolve() in lava.options.jobs:
-        return JobFile.from_parent(parent, path=file_path, **_nodeid_outside_rootdir(parent.config, file_path))
+        return collector_for(parent, file_path, **_nodeid_outside_rootdir(parent.config, file_path))
     return None
 
 
@@ -146,16 +163,6 @@ def _nodeid_outside_rootdir(config: pytest.Config, path: Path) -> dict[str, str]
         return {}
     except ValueError:
         return {"nodeid": Path(os.path.relpath(path.resolve(), config.rootpath.resolve())).as_posix()}
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    last: dict[str, JobItem] = {}
-    for item in items:
-        if isinstance(item, JobItem):
-            last[item.job.id] = item
-    for item in last.values():
-        item.is_last = True
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -179,7 +186,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if call.when == "call":
             attach(item.config, report, item.case_reports())  # type: ignore[arg-type]
         elif call.when == "teardown":
-            attach(item.config, report, item.teardown_reports)  # type: ignore[arg-type]
+            # the job ended in this item's teardown (its module's last): the submit steps' reports
+            module = item.parent
+            steps, module.pending_steps = module.pending_steps, []  # type: ignore[union-attr]
+            attach(item.config, report, [r for name, ok, message in steps  # type: ignore[arg-type]
+                                         for r in step_report(item, name, ok, message)])
     elif call.when == "call" or (call.when == "setup" and call.excinfo is not None):
         # the reporter: a plain test that used a LAVA board is a test case in that board's bundle
         target = getattr(item, "funcargs", {}).get("lava_target")

@@ -1,9 +1,9 @@
 """The runtime of one job (one kernel_matrix variant): board lease, deadlines, results.
 
-The plugin creates a :class:`JobRun` the first time an item of the job is set up. Setup actions
-run once, in job order, before the first item that follows them; if one fails, every later
-item of the job is an *error* with that reason. ``finish()`` runs the submit actions and writes
-the results directory, whatever happened before (it is idempotent).
+The plugin creates a :class:`JobRun` when the job's ``lava_job`` fixture is set up; the job's
+setup actions are fixtures that call :meth:`JobRun.execute` once each, in job order (items.py).
+``finish()`` runs the submit actions and writes the results directory, whatever happened before
+(it is idempotent).
 """
 
 from __future__ import annotations
@@ -63,6 +63,11 @@ class ActionContext:
     cases: list[CaseResult] = field(default_factory=list)
     message: str = ""  # the result message of a passing action (the `lava` run shows it)
 
+    def connected_board(self) -> Board | None:
+        """The board, if this run has opened its console and it is still connected."""
+        board = self._board
+        return board if board is not None and board.connected else None
+
     @property
     def board(self) -> Board:
         return self.run.board
@@ -118,7 +123,6 @@ class JobRun:
         self._board_type: BoardType | None = None
         self.results: JobResults | None = None
         self.watchdog: Watchdog | None = None
-        self.next_index = 0  # actions before this index have run
         self.fatal: LavaError | None = None  # a failed setup action: later items are errors
         self.infrastructure_failed = False  # only an InfrastructureError counts against the board
         self.infrastructure_reason = ""
@@ -146,6 +150,11 @@ class JobRun:
 
             self._board_type = make_board_type(self.device.board_type, self.options.board_types)
         return self._board_type
+
+    def connected_board(self) -> Board | None:
+        """The board, if this run has opened its console and it is still connected."""
+        board = self._board
+        return board if board is not None and board.connected else None
 
     @property
     def board(self) -> Board:
@@ -203,25 +212,15 @@ class JobRun:
 
     # -- actions ----------------------------------------------------------------------------
 
-    def run_setup_until(self, index: int) -> None:
-        """Run every not-yet-run setup action before action ``index``."""
+    def run_action(self, action: ActionDef) -> list[CaseResult]:
+        """Lease the board if not yet done, then run ``action`` alone (its setup is the caller's)."""
         self.start()
-        while self.next_index < index and self.fatal is None:
-            action = self.job.actions[self.next_index]
-            self.next_index += 1
-            if action.kind == SETUP:
-                self._execute(action)
         if self.fatal is not None:
             raise self.fatal
+        return self.execute(action)
 
-    def run_action(self, action: ActionDef) -> list[CaseResult]:
-        """Run ``action`` (after the setup actions before it) and return its test cases."""
-        self.run_setup_until(action.index)
-        if self.next_index <= action.index:
-            self.next_index = action.index + 1
-        return self._execute(action)
-
-    def _execute(self, action: ActionDef) -> list[CaseResult]:
+    def execute(self, action: ActionDef) -> list[CaseResult]:
+        """Run one action on the leased board; a failed setup action becomes ``fatal``."""
         deadline = self.deadline.child(self.job.action_timeout(action), action.command)
         ctx = ActionContext(self, action, deadline)
         assert self.results is not None

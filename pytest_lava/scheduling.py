@@ -10,7 +10,7 @@ one test per unit for ``load`` (the default), by file for ``loadfile``, by class
 ``loadscope``, by ``xdist_group`` for ``loadgroup``.
 
 The controller collects nothing: it learns which job a node id belongs to from the job files
-themselves (:func:`pytest_lava.items.item_names` is the single source of item names).
+themselves (:func:`pytest_lava.items.item_paths` is the single source of item names).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from .items import item_names
+from .items import item_paths
 
 UnitKey = tuple[str, str]
 
@@ -36,10 +36,7 @@ class JobUnits:
         self._by_path: dict[Path, dict[str, str]] = {}
         self._by_basename: dict[str, dict[str, str]] = {}
         for path, variants in jobs.items():
-            names: dict[str, str] = {}
-            for job in variants:
-                for _action, name in item_names(job):
-                    names[name] = f"{path}#{job.variant}"
+            names = {name: f"{path}#{job.variant}" for name, job in item_paths(variants).items()}
             self._by_path[path.resolve()] = names
             self._by_basename.setdefault(path.name, {}).update(names)
 

@@ -18,7 +18,6 @@ from .secrets import Masker
 if TYPE_CHECKING:
     import pytest
 
-    from .items import JobItem
     from .pool import BoardPool
 
 
@@ -162,20 +161,17 @@ class LavaSession:
             masker=self.masker, echo=self._echo, announce=self._announce,
             board_types=self.board_type_hook, amend_bundle=self.bundle_hook)
 
-    def finish_job(self, job: Job, item: JobItem | None = None) -> None:
+    def finish_job(self, job: Job) -> list[tuple[str, bool, str]]:
+        """Finish the job's run; its submit steps as (name, ok, message) for the reports."""
         run = self.runs.get(job.id)
         if run is None or run.finished:
-            return
+            return []
         run.finish()
-        if item is not None:
-            from .reporting import step_report
-
-            for action in job.submit_actions() or ([None] if self.options.submit else []):
-                name = action.command if action else "submit_results"
-                suffix = f"[{job.variant}]" if job.variant else ""
-                message = (f"submitting the results failed; the bundle is kept in {run.options.results_dir}/spool"
-                           f" (send it later: python -m pytest_lava resubmit {run.options.results_dir})")
-                item.teardown_reports += step_report(item, f"{name}{suffix}", run.submit_ok, message)
+        message = (f"submitting the results failed; the bundle is kept in {run.options.results_dir}/spool"
+                   f" (send it later: python -m pytest_lava resubmit {run.options.results_dir})")
+        suffix = f"[{job.variant}]" if job.variant else ""
+        return [(f"{action.command if action else 'submit_results'}{suffix}", run.submit_ok, message)
+                for action in job.submit_actions() or ([None] if self.options.submit else [])]
 
     def finish_all(self, *, interrupted: bool) -> None:
         for run in list(self.runs.values()):

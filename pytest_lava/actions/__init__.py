@@ -1,7 +1,8 @@
 """The action registry: built-in actions plus third-party ones registered by entry point.
 
-A third-party package adds an action with an entry point in the group ``pytest_lava.actions``
-whose object is an :class:`ActionSpec` (or a list of them)::
+A lab's ``conftest.py`` adds actions with the ``pytest_lava_actions`` hook (see hookspecs.py); a
+third-party package may instead use an entry point in the group ``pytest_lava.actions`` whose
+object is an :class:`ActionSpec` (or a list of them)::
 
     [project.entry-points."pytest_lava.actions"]
     flash_spi = "my_lab.actions:FLASH_SPI"
@@ -39,6 +40,14 @@ def registry() -> dict[str, ActionSpec]:
     return specs
 
 
+def add_actions(specs: object, source: str) -> None:
+    """Add actions a plugin gives (the ``pytest_lava_actions`` hook) to the registry."""
+    for spec in specs if isinstance(specs, list | tuple) else [specs]:
+        if not isinstance(spec, ActionSpec):
+            raise ConfigurationError.single(source, "pytest_lava_actions", "must return ActionSpec objects")
+        registry()[spec.name] = spec
+
+
 def _attach_implementations(specs: dict[str, ActionSpec]) -> None:
     from . import implementations
 
@@ -53,4 +62,4 @@ def suggest(name: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-__all__ = ["ActionSpec", "Param", "SETUP", "SUBMIT", "TEST", "registry", "suggest"]
+__all__ = ["ActionSpec", "Param", "SETUP", "SUBMIT", "TEST", "add_actions", "registry", "suggest"]

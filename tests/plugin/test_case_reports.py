@@ -30,6 +30,20 @@ def pytest_lava_board_type(name):  # a lab's own board type: no entry point, no 
     return FakeBusyboxBoard if name == "fake-busybox" else None
 
 
+def _say(ctx, params):
+    from pytest_lava.results import CaseResult
+
+    out = ctx.test_shell().check_output("echo said-" + str(params["word"]), ctx.deadline)
+    ctx.cases.append(CaseResult("said", "pass" if "said-" + str(params["word"]) in out else "fail"))
+
+
+def pytest_lava_actions():  # a lab's own action, from its conftest.py
+    from pytest_lava.actions.spec import TEST, ActionSpec, Param
+
+    return [ActionSpec("lab_say", TEST, params={{"word": Param(str, required=True)}}, run=_say,
+                       item_label=lambda p: str(p.get("word", "")))]
+
+
 def pytest_lava_bundle(bundle, job):  # a lab amends every bundle before it is written
     for run in bundle["test_runs"]:
         run.setdefault("attributes", {{}})["lab.site"] = "conftest-" + job.name
@@ -180,3 +194,29 @@ def test_xdist_keeps_a_job_on_one_worker_beside_plain_tests(lab: pytest.Pytester
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the broken case, and only it
     assert [line for line in out.splitlines() if line.startswith("FAILED ")] == [
         next(line for line in out.splitlines() if line.startswith("FAILED job.yaml::lava_test_shell[mixed::broken]"))]
+
+
+def test_setup_actions_are_module_fixtures(lab: pytest.Pytester) -> None:
+    """--setup-show: the board and each setup action are set up once for the job (module scope),
+    in job order, and torn down once at its end; each item's own action runs in its setup."""
+    result = run(lab, "--setup-show", "-q")
+    out = result.stdout.str()
+    setups = [line.split()[2] for line in out.splitlines() if line.strip().startswith("SETUP    M")]
+    assert setups == ["lava_job", "lava_test_install"], out
+    assert out.count("TEARDOWN M lava_job") == 1
+    assert out.count("SETUP    F lava_action") == 3  # lava_test_run[smoke], lava_test_shell[mixed], [posix]
+
+
+def test_an_action_from_a_conftest_hook(lab: pytest.Pytester) -> None:
+    (lab.path / "say.yaml").write_text(JOB.split("actions:")[0] + """actions:
+  - command: lab_say
+    parameters: {word: hello}
+""")
+    result = lab.runpytest_subprocess("--lava-job", "say.yaml", "--lava-devices", "devices", "--lava-results",
+                                      "results", "-p", "no:cacheprovider", "-rA", timeout=240)
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "PASSED say.yaml::lab_say[hello::said]" in out
+    bad = lab.runpytest_subprocess("--lava-job", "say.yaml", "--lava-devices", "devices", "--lava-validate",
+                                   "-p", "no:cacheprovider", timeout=60)
+    assert bad.ret == 0, bad.stdout.str()  # the conftest's action validates too

@@ -161,9 +161,11 @@ def test_units_of_jobs_variants_and_plain_tests(tmp_path: Path) -> None:
     variants = load_job(job).variants()
     assert len(variants) == 2
     units = JobUnits({job: variants}, tmp_path, "loadfile")
-    keys = {units.key(f"jobs/km.yaml::lava_test_shell[{t}-{v.variant}]") for t in ("smoke", "posix") for v in variants}
+    keys = {units.key(f"jobs/km.yaml::{v.variant}::lava_test_shell[{t}-{v.variant}]")
+            for t in ("smoke", "posix") for v in variants}
     assert len(keys) == 2 and all(k[0] == "job" for k in keys)  # one unit per kernel_matrix variant
-    assert units.key("../elsewhere/km.yaml::lava_test_shell[smoke-" + variants[0].variant + "]")[0] == "job"
+    v0 = variants[0].variant
+    assert units.key(f"../elsewhere/km.yaml::{v0}::lava_test_shell[smoke-{v0}]")[0] == "job"
     assert units.key("tests/test_x.py::test_a") == ("file", "tests/test_x.py")
     assert JobUnits({}, tmp_path, "load").key("t.py::test_a") == ("test", "t.py::test_a")
     assert JobUnits({}, tmp_path, "loadgroup").key("t.py::test_a@db") == ("group", "db")
