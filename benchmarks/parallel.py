@@ -1,7 +1,7 @@
 """Parallel jobs across boards: 8 jobs on 8 boards with ``pytest -n 8`` against the same jobs
 with ``pytest -n 1``, in one run.
 
-The boards are SIMULATED (``pytest_lava/simboard.py``: a small process per board serving a
+The boards are SIMULATED (``pytest_lava/testing/simboard.py``: a small process per board serving a
 scripted console over TCP with a realistic boot time and command latency) — a fake, on purpose:
 eight QEMU guests on two cores would measure the CPU, not the harness.
 
@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simlab import SimLab  # noqa: E402
+from pytest_lava.testing import SimLab
 
 JOB = """\
 job_name: parallel-{n}

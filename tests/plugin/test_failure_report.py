@@ -1,16 +1,14 @@
 """A failing step shows what a lab engineer needs: the error kind, the last console lines and
-the console log's path — not a Python traceback. On a SIMULATED board (pytest_lava/simboard.py)."""
+the console log's path — not a Python traceback. On a SIMULATED board (pytest_lava/testing/simboard.py)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from simlab import SimLab  # noqa: E402
+from pytest_lava.testing import SimLab
 
 JOB = """\
 job_name: broken-boot

@@ -1,19 +1,16 @@
-"""The public fixtures on a SIMULATED board (pytest_lava/simboard.py): a plain pytest module asks for
-``test_shell``; the board is leased once for the module, the tests run commands on it, and each
+"""The public fixtures on a SIMULATED board (pytest_lava/testing/simboard.py): a plain pytest module
+asks for ``test_shell``; the board is leased once for the module, the tests run commands on it, and each
 test is a pytest result (JUnit) **and** a test case of the module's run in the board's bundle."""
 
 from __future__ import annotations
 
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from simlab import SimLab  # noqa: E402
+from pytest_lava.testing import SimLab
 
 TESTS = """
 import pytest

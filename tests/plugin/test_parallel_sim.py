@@ -1,5 +1,5 @@
-"""Parallel jobs across boards with ``pytest -n``, on SIMULATED boards (pytest_lava/simboard.py, a
-fake console process per board): the plugin keeps each job on one worker, each running job holds
+"""Parallel jobs across boards with ``pytest -n``, on SIMULATED boards (pytest_lava/testing/simboard.py,
+a fake console process per board): the plugin keeps each job on one worker, each running job holds
 its own board, jobs of a type queue for busy boards, and a board that keeps failing is quarantined
 until a health check passes on it. The same on QEMU boards is in tests/lab/test_parallel_e2e.py."""
 
@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from simlab import SimLab  # noqa: E402
+from pytest_lava.testing import SimLab
 
 JOB = """\
 job_name: {name}

@@ -1,4 +1,4 @@
-"""Submitting from a job, end to end on a SIMULATED board (pytest_lava/simboard.py) and the
+"""Submitting from a job, end to end on a SIMULATED board (pytest_lava/testing/simboard.py) and the
 stand-in dashboard (tests/dashboard_stub.py): a dashboard that is down fails the job's submit
 item and keeps the bundle in the spool; ``resubmit`` delivers it once the server is up; the token
 appears nowhere in the output or the results directory."""
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 from dashboard_stub import DashboardStub  # noqa: E402
-from simlab import SimLab  # noqa: E402
+
+from pytest_lava.testing import SimLab  # noqa: E402
 
 TOKEN = "tok-5ecret-9f8e7d"
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from simlab import SimLab  # noqa: E402
+from pytest_lava.testing import SimLab
 
 PASSWORD = "pw-9x8y7z-secret"
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.simboard import STATE_FILE, send_power
-from pytest_lava.simshell import Logout, Reboot, SimShell
+from pytest_lava.testing import SimLab
+from pytest_lava.testing.simboard import STATE_FILE, send_power
+from pytest_lava.testing.simshell import Logout, Reboot, SimShell
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPT = b"root@master:~# "
@@ -25,7 +26,7 @@ class Board:
         self.state_dir = state_dir
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_lava.simboard", "serve", "--port", "0", "--name", "sim-t",
+            [sys.executable, "-m", "pytest_lava.testing.simboard", "serve", "--port", "0", "--name", "sim-t",
              "--state-dir", str(state_dir), "--boot-time", "0.3", *extra],
             stdout=subprocess.DEVNULL, env=env,
         )
@@ -41,7 +42,8 @@ class Board:
     def power(self, command: str) -> str:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         out = subprocess.run(
-            [sys.executable, "-m", "pytest_lava.simboard", "power", command, "--state-dir", str(self.state_dir)],
+            [sys.executable, "-m", "pytest_lava.testing.simboard", "power", command,
+             "--state-dir", str(self.state_dir)],
             capture_output=True, text=True, timeout=30, env=env, check=True,
         )
         return out.stdout.strip()
@@ -187,7 +189,7 @@ def test_power_cli_without_a_board_fails_cleanly(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         send_power(tmp_path, "reset")
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-m", "pytest_lava.simboard", "power", "reset", "--state-dir",
+    out = subprocess.run([sys.executable, "-m", "pytest_lava.testing.simboard", "power", "reset", "--state-dir",
                           str(tmp_path)], capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode == 1 and "simboard power reset" in out.stderr
 
@@ -240,11 +242,6 @@ def test_shell_control_commands(shell: tuple[SimShell, list[str]]) -> None:
 
 
 def test_simlab_devices_drive_the_harness_console_shell_and_power(tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        from simlab import SimLab  # type: ignore[import-not-found]
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
     from pytest_lava.connections import open_connection
     from pytest_lava.console import Console as HarnessConsole
     from pytest_lava.deadline import Deadline

@@ -1,8 +1,8 @@
-"""A lab of SIMULATED boards (fakes, see ``pytest_lava/simboard.py``) for benchmarks and tests.
+"""A lab of SIMULATED boards (fakes, see :mod:`.simboard`) for benchmarks and tests.
 
-Each board is its own process (``python -m pytest_lava.simboard serve``), started and stopped by
-PID. :func:`write_devices` writes a device directory for them (``<board>.yaml`` per board plus
-``device-types/sim.yaml``) that ``--lava-devices`` loads like any lab::
+Each board is its own process (``python -m pytest_lava.testing.simboard serve``), started and
+stopped by PID. :func:`write_devices` writes a device directory for them (``<board>.yaml`` per
+board plus ``device-types/sim.yaml``) that ``--lava-devices`` loads like any lab::
 
     with SimLab(4, workdir) as lab:
         lab.write_devices(workdir / "devices")
@@ -10,7 +10,7 @@ PID. :func:`write_devices` writes a device directory for them (``<board>.yaml`` 
 
 Run it by hand to get a lab that stays up until Ctrl-C::
 
-    python benchmarks/simlab.py --boards 4 --dir /tmp/simlab
+    python -m pytest_lava.testing.simlab --boards 4 --dir /tmp/simlab
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from types import TracebackType
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+# the directory holding pytest_lava/: a board process (``python -m``) imports this very copy
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
 PROMPT_MASTER = r"root@master:~# "
 PROMPT_TESTER = r"root@linaro:~# "
 
@@ -46,7 +47,8 @@ class SimBoardProcess:
         return self.proc.pid
 
     def power_command(self, action: str) -> str:
-        argv = [sys.executable, "-m", "pytest_lava.simboard", "power", action, "--state-dir", str(self.state_dir)]
+        argv = [sys.executable, "-m", "pytest_lava.testing.simboard", "power", action,
+                "--state-dir", str(self.state_dir)]
         return shlex.join(argv)
 
 
@@ -56,13 +58,13 @@ def start_board(name: str, state_dir: Path, *, boot_time: float = 2.0, latency: 
     state_dir.mkdir(parents=True, exist_ok=True)
     state_file = state_dir / "simboard.json"
     state_file.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "pytest_lava.simboard", "serve", "--port", "0", "--name", name,
+    argv = [sys.executable, "-m", "pytest_lava.testing.simboard", "serve", "--port", "0", "--name", name,
             "--state-dir", str(state_dir), "--boot-time", str(boot_time), "--latency", str(latency),
             "--on-reset", on_reset]
     if not powered:
         argv.append("--off")
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(IMPORT_ROOT), env.get("PYTHONPATH", "")) if p)
     log = open(state_dir / "simboard.log", "wb")  # noqa: SIM115 - owned by the child from here on
     try:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -114,7 +116,7 @@ def write_devices(boards: list[SimBoardProcess], directory: Path, *, device_type
         "health_failure_threshold": 3,
     }
     (types_dir / f"{device_type}.yaml").write_text(
-        "# a SIMULATED board (pytest_lava/simboard.py): a fake for benchmarks and tests\n"
+        "# a SIMULATED board (pytest_lava/testing/simboard.py): a fake for benchmarks and tests\n"
         + yaml.safe_dump(device_type_data, sort_keys=False))
     written = []
     for board in boards:
@@ -168,7 +170,8 @@ class SimLab:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Run N simulated boards (fakes) until Ctrl-C.")
+    parser = argparse.ArgumentParser(prog="python -m pytest_lava.testing.simlab",
+                                     description="Run N simulated boards (fakes) until Ctrl-C.")
     parser.add_argument("--boards", type=int, default=4)
     parser.add_argument("--dir", type=Path, required=True, help="work dir; devices go to DIR/devices")
     parser.add_argument("--boot-time", type=float, default=2.0)

@@ -4,14 +4,14 @@ One small process serves a scripted serial console over TCP on 127.0.0.1, the wa
 a real board's UART: after power-on it prints a U-Boot banner with an autoboot countdown (any key
 stops it at a ``=> `` prompt), a kernel boot log of about 50 lines over ``--boot-time`` seconds
 (2 s by default), then a root shell prompt (``root@master:~# ``). The shell is
-:class:`~pytest_lava.simshell.SimShell`: builtins only, nothing runs on the host, and every command
-line takes ``--latency`` (20 ms) before it answers. Input is echoed like a tty's; output lines
-end in CRLF.
+:class:`~pytest_lava.testing.simshell.SimShell`: builtins only, nothing runs on the host, and
+every command line takes ``--latency`` (20 ms) before it answers. Input is echoed like a tty's;
+output lines end in CRLF.
 
 Power is controlled like a lab PDU, from another process::
 
-    python -m pytest_lava.simboard serve --port 7001 --name sim-01 --state-dir /tmp/sim-01
-    python -m pytest_lava.simboard power reset --state-dir /tmp/sim-01    # also: on, off, status, stop
+    python -m pytest_lava.testing.simboard serve --port 7001 --name sim-01 --state-dir /tmp/sim-01
+    python -m pytest_lava.testing.simboard power reset --state-dir /tmp/sim-01  # also: on, off, status, stop
 
 ``serve`` writes ``simboard.json`` (pid, name, console port, control port) into the state dir;
 ``power`` reads it and sends the command to the board's control port. With ``--on-reset keep``
@@ -401,7 +401,7 @@ def send_power(state_dir: Path, command: str, timeout: float = 10.0) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_lava.simboard",
+    parser = argparse.ArgumentParser(prog="python -m pytest_lava.testing.simboard",
                                      description="A simulated board (a fake) serving a console on TCP.")
     sub = parser.add_subparsers(dest="what", required=True)
     serve = sub.add_parser("serve", help="run the board (console on 127.0.0.1:PORT)")
