@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .console import Console, ConsoleTimeout, clean_text
@@ -138,19 +139,8 @@ class ShellSession:
         On a timeout the command is interrupted with Ctrl-C (best effort) and ConsoleTimeout raised.
         """
         node = Deadline.coerce(deadline, f"run {cmd!r}")
-        tag = f"{os.getpid():x}{next(_counter):x}"
-        start = f"LAVA_START_{tag}"
-        end_re = re.compile(rf"LAVA_END_{tag} (\d+)")
-        line = f"echo LAVA_ST''ART_{tag}; {cmd}; echo LAVA_E''ND_{tag} $?"
-        if len(line.encode()) > MAX_LINE:
-            # busybox's line editor keeps 1022 characters and drops the rest silently: the end
-            # marker would never come and the step would wait for its whole deadline
-            raise CommandTooLong(f"{node.path}: command line of {len(line)} characters is longer than a board shell "
-                                 f"accepts ({MAX_LINE}); split it or put it in a script: {cmd[:80]!r}...")
-        self.console.sendline(line, node)
         try:
-            # \r* not \r?: a console behind a pty that maps LF to CRLF again shows "\r\r\n"
-            self.console.expect(re.compile(re.escape(start) + r"\r*\n"), node, death_strings=death_strings)
+            end_re = self._send_framed(cmd, node, death_strings)
             m = self.console.expect(end_re, node, inactivity=inactivity, death_strings=death_strings)
         except ConsoleTimeout:
             if interrupt_on_timeout and not self.console.closed:
@@ -169,6 +159,37 @@ class ShellSession:
         if check and status != 0:
             raise CommandFailed(result, where=node.path)
         return result
+
+    def stream(self, cmd: str, deadline: Deadline, on_line: Callable[[str], object], *,
+               inactivity: float | None = None) -> int:
+        """Run ``cmd`` (one shell line), handing every output line to ``on_line`` as it arrives
+        (a test definition's live parsing); returns the exit status. A timeout raises
+        ConsoleTimeout and leaves the command running: the caller decides how to recover."""
+        end_re = self._send_framed(cmd, deadline, None)
+        while True:
+            m = self.console.expect([end_re, "\n"], deadline, inactivity=inactivity)
+            if m.index == 0:
+                if m.before.strip("\r\n"):
+                    on_line(m.before)
+                self.console.expect(self.prompt, deadline)
+                return int(m.group(1))
+            on_line(m.before)
+
+    def _send_framed(self, cmd: str, node: Deadline, death_strings: tuple[str, ...] | None) -> re.Pattern[str]:
+        """The one command framing: send ``echo START; cmd; echo END $?`` (the markers split by
+        quotes, so the echoed command line never matches them), wait for the start marker and
+        return the end marker's pattern (its group 1 is the exit status)."""
+        tag = f"{os.getpid():x}{next(_counter):x}"
+        line = f"echo LAVA_ST''ART_{tag}; {cmd}; echo LAVA_E''ND_{tag} $?"
+        if len(line.encode()) > MAX_LINE:
+            # busybox's line editor keeps 1022 characters and drops the rest silently: the end
+            # marker would never come and the step would wait for its whole deadline
+            raise CommandTooLong(f"{node.path}: command line of {len(line)} characters is longer than a board shell "
+                                 f"accepts ({MAX_LINE}); split it or put it in a script: {cmd[:80]!r}...")
+        self.console.sendline(line, node)
+        # \r* not \r?: a console behind a pty that maps LF to CRLF again shows "\r\r\n"
+        self.console.expect(re.compile(rf"LAVA_START_{tag}\r*\n"), node, death_strings=death_strings)
+        return re.compile(rf"LAVA_END_{tag} (\d+)")
 
     def check_output(self, cmd: str, deadline: Deadline | float) -> str:
         return self.run(cmd, deadline, check=True).output

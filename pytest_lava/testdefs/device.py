@@ -18,8 +18,6 @@ The scripts need only a POSIX shell and busybox applets (``cat``, ``cp``, ``mkdi
 from __future__ import annotations
 
 import hashlib
-import itertools
-import os
 import re
 import shlex
 from collections.abc import Callable
@@ -32,7 +30,6 @@ from .model import TestDefinition
 from .transfer import ConsoleTransfer
 
 DEFAULT_LAVA_DIR = "/lava"
-_counter = itertools.count(1)
 
 LAVA_TEST_CASE = r"""#!/bin/sh
 # lava-test-case ID --shell CMD...            run CMD; pass if it exits 0
@@ -205,19 +202,7 @@ class DeviceRunner:
                  inactivity: float | None = None) -> int:
         """Run one shell line, handing every output line to ``on_line`` as it arrives; returns
         the exit status. Raises :class:`ConsoleTimeout` when the deadline passes."""
-        console = self.shell.console
-        tag = f"{os.getpid():x}x{next(_counter):x}"
-        console.sendline(f"echo LAVA_ST''ART_{tag}; {command}; echo LAVA_E''ND_{tag} $?", deadline)
-        console.expect(re.compile(rf"LAVA_START_{tag}\r*\n"), deadline)
-        end_re = re.compile(rf"LAVA_END_{tag} (\d+)")
-        while True:
-            m = console.expect([end_re, "\n"], deadline, inactivity=inactivity)
-            if m.index == 0:
-                if m.before.strip("\r\n"):
-                    on_line(m.before)
-                console.expect(self.shell.prompt, deadline)
-                return int(m.group(1))
-            on_line(m.before)
+        return self.shell.stream(command, deadline, on_line, inactivity=inactivity)
 
     def run_test(self, dirname: str, deadline: Deadline, on_line: Callable[[str], object], *,
                  script: str = "run.sh", inactivity: float | None = None) -> int:
