@@ -111,7 +111,7 @@ def run_job(tmp_path: Path, params: dict[str, Any]) -> subprocess.CompletedProce
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("kind", ["image", "rootfs"])
 def test_hostile_artifact_fails_on_the_host_and_writes_nothing_outside(tmp_path: Path, lab_built: Path,
-                                                                       kind: str) -> None:
+                                                                       kind: str, stop_new_boards: None) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     target = outside / "pwned"
