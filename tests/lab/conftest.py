@@ -186,13 +186,21 @@ def lab_built() -> Path:
     return REPO / "lab" / "build"
 
 
+SERVICES = {"ser2net", "http"}
+
+
 def _board(name: str) -> Any:
+    """Start ``name`` for the session; at the end stop it, and ser2net and the image server too
+    when this session started them and no other board still uses them."""
+    services_before = SERVICES & running_boards()
     p = labctl("start", name)
     assert p.returncode == 0, f"lab/labctl start {name} failed:\n{p.stdout}\n{p.stderr}"
     try:
         yield LabBoard(name, device(name))
     finally:
         labctl("stop", name)
+        if not services_before and not running_boards() - SERVICES:
+            labctl("stop", timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -231,7 +239,7 @@ def stop_new_boards() -> Iterator[None]:
     through labctl; so are ser2net and the image server if the run started them."""
     before = running_boards()
     yield
-    started = sorted(running_boards() - before - {"ser2net", "http"})
+    started = sorted(running_boards() - before - SERVICES)
     if started:
         labctl("stop", *started, timeout=120)
     if not before:
