@@ -58,6 +58,16 @@ def hostnames(results: Path) -> dict[str, str]:
     return out
 
 
+def workers_of(result: pytest.RunResult, job_pattern: str) -> dict[str, set[str]]:
+    """{job: the xdist workers that passed its items}, from ``-v`` lines (``job_pattern`` groups the job)."""
+    workers: dict[str, set[str]] = defaultdict(set)
+    for line in result.stdout.lines:
+        m = re.match(r"\[(gw\d+)\] .*PASSED " + job_pattern, line)
+        if m:
+            workers[m.group(2)].add(m.group(1))
+    return workers
+
+
 def test_two_jobs_on_two_boards_with_n2(pytester: pytest.Pytester, simlab: SimLab, tmp_path: Path) -> None:
     pytester.chdir()
     (pytester.path / "devices").symlink_to(tmp_path / "devices")
@@ -65,11 +75,7 @@ def test_two_jobs_on_two_boards_with_n2(pytester: pytest.Pytester, simlab: SimLa
     result = run(pytester, jobs, "-n", "2", "-v")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=4)
-    workers: dict[str, set[str]] = defaultdict(set)
-    for line in result.stdout.lines:
-        m = re.match(r"\[(gw\d+)\] .*PASSED (job\d)\.yaml::", line)
-        if m:
-            workers[m.group(2)].add(m.group(1))
+    workers = workers_of(result, r"(job\d)\.yaml::")
     assert set(workers) == {"job0", "job1"}
     assert all(len(w) == 1 for w in workers.values()), workers  # a job's items stay on one worker
     boards = hostnames(pytester.path / "results")
@@ -87,11 +93,7 @@ def test_jobs_outside_the_rootdir_stay_apart(pytester: pytest.Pytester, simlab: 
     result = run(pytester, jobs, "-n", "2", "-v")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=4)
-    workers: dict[str, set[str]] = defaultdict(set)
-    for line in result.stdout.lines:
-        m = re.match(r"\[(gw\d+)\] .*PASSED \S*/elsewhere/(job\d)\.yaml::", line)
-        if m:
-            workers[m.group(2)].add(m.group(1))
+    workers = workers_of(result, r"\S*/elsewhere/(job\d)\.yaml::")
     assert set(workers) == {"job0", "job1"}, result.stdout.str()
     assert all(len(w) == 1 for w in workers.values()), workers
     assert sorted(hostnames(pytester.path / "results").values()) == ["sim-01", "sim-02"]

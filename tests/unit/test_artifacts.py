@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tarballs import info, tar_of
 
 from pytest_lava.artifacts import (
     ArtifactError,
@@ -26,23 +27,6 @@ from pytest_lava.artifacts import (
     safe_extract,
 )
 from pytest_lava.deadline import Deadline
-
-
-def tar_of(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
-    with tarfile.open(path, "w") as tf:
-        for ti, data in members:
-            if data is not None:
-                ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
-    return path
-
-
-def info(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type = kind
-    ti.linkname = linkname
-    ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-    return ti
 
 
 @pytest.mark.parametrize("opener,name", [(gzip.open, "gz"), (bz2.open, "bz2"), (lzma.open, "xz"), (open, None)])

@@ -21,6 +21,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from tarballs import info, tar_of
 
 from pytest_lava.artifacts import (
     ArtifactError,
@@ -316,23 +317,6 @@ def test_fat_reader_agrees_with_mtools(tmp_path: Path, bits: str, size: int) -> 
 
 
 # --- 2. tarballs: one path-safety check of our own ----------------------------------------------
-
-def tar_of(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
-    with tarfile.open(path, "w") as tf:
-        for ti, data in members:
-            if data is not None:
-                ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
-    return path
-
-
-def info(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.type = kind
-    ti.linkname = linkname
-    ti.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-    return ti
-
 
 @pytest.fixture(params=["with data_filter", "without data_filter"])
 def interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:

@@ -71,6 +71,17 @@ def drive(sched: JobScheduling, nodes: list[FakeNode]) -> dict[str, list[str]]:
     return ran
 
 
+def scheduled(n: int) -> tuple[list[FakeNode], JobScheduling]:
+    """``n`` workers that collected COLLECTION, and the scheduler that has just scheduled it."""
+    nodes = [FakeNode(f"gw{i}") for i in range(n)]
+    sched = JobScheduling(n, unit_of)
+    for node in nodes:
+        sched.add_node(node)
+        sched.add_node_collection(node, COLLECTION)
+    sched.schedule()
+    return nodes, sched
+
+
 def test_each_job_runs_whole_on_one_worker_in_order() -> None:
     nodes = [FakeNode("gw0"), FakeNode("gw1")]
     ran = drive(JobScheduling(2, unit_of), nodes)
@@ -84,12 +95,7 @@ def test_each_job_runs_whole_on_one_worker_in_order() -> None:
 
 
 def test_both_workers_start_at_once_and_a_worker_gets_more_only_near_its_end() -> None:
-    nodes = [FakeNode("gw0"), FakeNode("gw1")]
-    sched = JobScheduling(2, unit_of)
-    for node in nodes:
-        sched.add_node(node)
-        sched.add_node_collection(node, COLLECTION)
-    sched.schedule()
+    nodes, sched = scheduled(2)
     assert nodes[0].sent == [0, 1] and nodes[1].sent == [2, 3, 4]  # one job each, nothing queued
     sched.mark_test_complete(nodes[1], 2)
     assert nodes[1].sent == [2, 3, 4]  # two left: no more yet
@@ -104,12 +110,7 @@ def test_more_workers_than_units_shuts_the_spare_down() -> None:
 
 
 def test_a_crashed_worker_gives_its_unfinished_items_back_first() -> None:
-    nodes = [FakeNode("gw0"), FakeNode("gw1")]
-    sched = JobScheduling(2, unit_of)
-    for node in nodes:
-        sched.add_node(node)
-        sched.add_node_collection(node, COLLECTION)
-    sched.schedule()
+    nodes, sched = scheduled(2)
     sched.mark_test_complete(nodes[1], 2)
     crashed = sched.remove_node(nodes[1])
     assert crashed == "b.yaml::x[2]"
