@@ -37,6 +37,7 @@ from .deadline import Deadline
 from .items import SESSION_KEY
 
 if TYPE_CHECKING:
+    from .boards import BoardDriver
     from .console import Console
     from .devices import DeviceSet
     from .results import JobResults
@@ -66,8 +67,11 @@ class LavaTarget:
         return self.run.device
 
     @property
-    def board_type(self) -> Any:
-        return self.run.board_type
+    def driver(self) -> BoardDriver:
+        """The board's driver: what it can do and what it runs now (``driver.state``)."""
+        return self.run.driver
+
+    board_type = driver  # the name used before the driver contract
 
     @property
     def console(self) -> Console:
@@ -86,13 +90,13 @@ class LavaTarget:
         """What board types get: the run and a deadline (no job action: a plain test asked)."""
         from .runner import ActionContext
 
-        return ActionContext(self.run, None, deadline)  # type: ignore[arg-type]
+        return ActionContext(self.run, None, deadline)
 
     def master_shell(self, deadline: Deadline) -> ShellSession:
-        return self.board_type.master_shell(self.context(deadline))  # type: ignore[no-any-return]
+        return self.driver.master_shell(self.context(deadline))
 
     def test_shell(self, deadline: Deadline) -> ShellSession:
-        return self.board_type.test_shell(self.context(deadline))  # type: ignore[no-any-return]
+        return self.driver.test_shell(self.context(deadline))
 
     def record(self, report: pytest.TestReport, name: str) -> None:
         """A test that used this board becomes a test case of the module's run in the bundle."""

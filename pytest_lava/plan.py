@@ -69,18 +69,23 @@ class Plan:
 
 
 def board_problems(job: Job, boards: list[Device], lookup: BoardTypeLookup | None = None) -> list[Problem]:
-    """What the board types of ``boards`` refuse in ``job``: an action one of them cannot run
-    (the pool may give the job any of the boards), or parameters it cannot take."""
+    """What ``job`` asks that cannot run: an action with no implementation, an action one of the
+    board types of ``boards`` cannot run (the pool may give the job any of the boards, and each
+    driver's ``accepts`` decides), or parameters a driver refuses."""
     from .boards import make_board_type
 
     problems = ProblemList(str(job.file))
+    for action in job.actions:
+        if action.kind != SUBMIT and action.spec.run is None:
+            problems.add(f"{action.path}.command", f"{action.command!r} is part of the job format but has no "
+                         "implementation in pytest-lava yet (no board type runs it)")
     for device in boards:
         try:
             kind = make_board_type(device.board_type, lookup)
         except ConfigurationError:  # an unknown board type is the device's problem, reported at run time
             continue
         for action in job.actions:
-            reason = kind.accepts(action)
+            reason = kind.accepts(action, device)
             if reason:
                 problems.add(f"{action.path}.command", reason)
             else:

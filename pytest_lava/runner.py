@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .actions.spec import SETUP, SUBMIT
 from .deadline import Deadline, Watchdog
@@ -26,12 +26,13 @@ from .secrets import Masker
 
 if TYPE_CHECKING:
     from .board import Board
-    from .boards import BoardType, BoardTypeLookup
+    from .boards import BoardDriver, BoardTypeLookup
     from .pool import BoardPool, Lease
     from .results import CaseResult, JobResults
     from .shell import ShellSession
 
 log = logging.getLogger("pytest_lava")
+T = TypeVar("T")
 
 
 class NotImplementedYet(LavaError):
@@ -55,18 +56,18 @@ class RunOptions:
 
 @dataclass
 class ActionContext:
-    """What an action implementation gets: the job run, its own action and deadline."""
+    """What an action implementation (or a board driver) gets: the job run, its own action and
+    deadline. ``action`` is ``None`` when a plain test, not a job action, asked (fixtures.py)."""
 
     run: JobRun
-    action: ActionDef
+    action: ActionDef | None
     deadline: Deadline
     cases: list[CaseResult] = field(default_factory=list)
     message: str = ""  # the result message of a passing action (the `lava` run shows it)
 
     def connected_board(self) -> Board | None:
         """The board, if this run has opened its console and it is still connected."""
-        board = self._board
-        return board if board is not None and board.connected else None
+        return self.run.connected_board()
 
     @property
     def board(self) -> Board:
@@ -85,21 +86,19 @@ class ActionContext:
         return self.run.results
 
     @property
-    def state(self) -> dict[str, Any]:
-        """Job-scoped state shared between actions (what was deployed, what is booted)."""
-        return self.run.state
+    def driver(self) -> BoardDriver:
+        """The leased board's driver: its capabilities and its typed state."""
+        return self.run.driver
 
-    @property
-    def board_type(self) -> BoardType:
-        return self.run.board_type
+    board_type = driver  # the name used before the driver contract
 
     def test_shell(self) -> ShellSession:
         """A shell on the booted test image (booted first if needed)."""
-        return self.board_type.test_shell(self)
+        return self.driver.test_shell(self)
 
     def master_shell(self) -> ShellSession:
         """A shell on the master image (booted first if needed)."""
-        return self.board_type.master_shell(self)
+        return self.driver.master_shell(self)
 
     def log(self, message: str) -> None:
         self.run.note(message)
@@ -115,12 +114,14 @@ class JobRun:
         self.job = plan.job
         self.pool = pool
         self.options = options
-        self.state: dict[str, Any] = {}
+        self.deployed: dict[str, Any] | None = None  # what the last deploy put on the board (its facts)
+        self.apt_sources: list[str] = []  # sources.list.d entries add_apt_repository wrote
+        self._slots: dict[type, object] = {}
         self.deadline = Deadline(self.job.timeout, f"job {self.job.id}")
         self.results_dir = job_results_dir(options.results_dir, self.job.id)  # one entry, inside it
         self.lease: Lease | None = None
         self._board: Board | None = None
-        self._board_type: BoardType | None = None
+        self._driver: BoardDriver | None = None
         self.results: JobResults | None = None
         self.watchdog: Watchdog | None = None
         self.fatal: LavaError | None = None  # a failed setup action: later items are errors
@@ -143,13 +144,23 @@ class JobRun:
         return self.lease.device
 
     @property
-    def board_type(self) -> BoardType:
-        """This run's own instance of its board's type (made on first use)."""
-        if self._board_type is None:
+    def driver(self) -> BoardDriver:
+        """This run's own driver instance for its board (made on first use)."""
+        if self._driver is None:
             from .boards import make_board_type
 
-            self._board_type = make_board_type(self.device.board_type, self.options.board_types)
-        return self._board_type
+            self._driver = make_board_type(self.device.board_type, self.options.board_types)
+        return self._driver
+
+    board_type = driver  # the name used before the driver contract
+
+    def slot(self, cls: type[T]) -> T:
+        """Job-scoped state an action module owns, by its type (made on first use): e.g.
+        ``ctx.run.slot(LavaTestState)``. Typed, unlike a shared dictionary of string keys."""
+        found = self._slots.get(cls)
+        if found is None:
+            found = self._slots[cls] = cls()
+        return found  # type: ignore[return-value]
 
     def connected_board(self) -> Board | None:
         """The board, if this run has opened its console and it is still connected."""
@@ -275,7 +286,7 @@ class JobRun:
         message = "" if complete else (str(self.fatal) if self.fatal else "interrupted")
         try:
             if self.lease is not None:
-                self.board_type.finish(self)
+                self.driver.finish(self)
         except Exception as exc:  # powering off must never hide the results
             self.note(f"finishing the board failed: {exc}")
         try:

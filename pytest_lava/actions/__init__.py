@@ -49,11 +49,11 @@ def add_actions(specs: object, source: str) -> None:
 
 
 def _attach_implementations(specs: dict[str, ActionSpec]) -> None:
-    from . import implementations
+    from .implementations import runner_for
 
-    for name, run in implementations.RUNNERS.items():
-        if name in specs and specs[name].run is None:
-            specs[name].run = run
+    for name, spec in specs.items():
+        if spec.run is None:
+            spec.run = runner_for(name)
 
 
 def suggest(name: str) -> str:

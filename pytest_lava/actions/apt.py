@@ -17,7 +17,6 @@ import re
 import shlex
 from typing import Any
 
-from ..boards import job_error
 from ..errors import JobError
 from .implementations import implements
 
@@ -82,27 +81,25 @@ def apt_entry(entry: str, codename: str) -> tuple[str, list[str]]:
 
 @implements("add_apt_repository")
 def add_apt_repository(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    board_type = ctx.board_type
-    if not hasattr(board_type, "mount_testrootfs"):
-        raise job_error(ctx, f"board type {board_type.name!r} cannot edit the test root filesystem")
-    sh = board_type.master_shell(ctx)
-    root = board_type.mount_testrootfs(ctx, sh)
+    driver = ctx.driver
+    sh = driver.master_shell(ctx)
+    root = driver.mount_testrootfs(ctx, sh)
     q = shlex.quote
     written: list[str] = []
     try:
-        found = board_type.step(ctx, sh, "read the test image's codename", read_codename_command(root), 60)
+        found = driver.step(ctx, sh, "read the test image's codename", read_codename_command(root), 60)
         codename = parse_codename(found) or str(ctx.device.extra.get("apt_codename", "stable"))
         for entry in params["arg"]:
             name, lines = apt_entry(entry, codename)
             path = f"{root}/{SOURCES_DIR}/{name}"
-            board_type.step(ctx, sh, f"write {SOURCES_DIR}/{name}",
+            driver.step(ctx, sh, f"write {SOURCES_DIR}/{name}",
                             f"mkdir -p {root}/{SOURCES_DIR} && printf '%s\\n' {' '.join(q(x) for x in lines)} "
                             f"> {q(path)}", 60)
             written.append(f"/{SOURCES_DIR}/{name}")
         has_apt = sh.run(f"[ -x {root}/usr/bin/apt-get ]", ctx.deadline.child(60, "look for apt")).status == 0
     finally:
-        board_type.unmount(ctx, sh, root)
-    ctx.state.setdefault("apt_sources", []).extend(written)
+        driver.unmount(ctx, sh, root)
+    ctx.run.apt_sources.extend(written)
     why = ("apt-get update was not run: the test image is not running (it runs at the next apt use)" if has_apt
            else "the test image has no apt: the entries were written as add-apt-repository would, nothing installed")
     ctx.message = f"wrote {', '.join(written)} (codename {codename}); {why}"

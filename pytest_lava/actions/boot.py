@@ -9,26 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..boards import job_error
 from ..errors import LavaError
 from .implementations import implements
 
 
 @implements("boot_master_image")
 def boot_master_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    board_type = ctx.board_type
-    if not hasattr(board_type, "boot_master"):
-        raise job_error(ctx, f"board type {board_type.name!r} has no master image")
-    board_type.boot_master(ctx)
+    ctx.driver.boot_master(ctx)
 
 
 @implements("boot_linaro_image")
 def boot_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    board_type = ctx.board_type
-    if not hasattr(board_type, "boot_test"):
-        raise job_error(ctx, f"board type {board_type.name!r} cannot boot a test image")
     try:
-        board_type.boot_test(ctx, list(params.get("options") or []))
+        ctx.driver.boot_test(ctx, list(params.get("options") or []))
     except LavaError as exc:
         ctx.record("boot_image", "fail", f"Failed to boot test image: {exc.message}")
         raise

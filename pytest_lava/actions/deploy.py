@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import check_tar, decompress, partition_tar, read_hwpack_meta, replace_kernel
-from ..boards import job_error
+from ..boards.driver import ImageFormat, job_error
 from ..download import DownloadCache, default_cache_dir
 from ..errors import JobError
 from ..imageserver import image_server
 from ..secrets import redact_url
-from . import apt, boot  # noqa: F401  (imported with this module: their actions register too)
 from .implementations import implements
 
 HWPACK_META_LIMIT = 1 << 20  # the hwpack's HWPACK file is a few lines of KEY=VALUE
@@ -114,33 +113,32 @@ def _publish(ctx, files: dict[str, Path], probe_dir: Path):  # type: ignore[no-u
 
 @implements("deploy_linaro_image")
 def deploy_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    board_type = ctx.board_type
+    driver = ctx.driver
     tmp = None if params.get("use_cache", True) else Path(tempfile.mkdtemp(prefix="lava-deploy-",
                                                                           dir=ctx.run.results_dir))
     cache = _cache(ctx, tmp)
     published = None
     try:
-        if hasattr(board_type, "deploy_tarballs"):
+        if driver.image_format is ImageFormat.TARBALLS:
             boot, root, facts = prepare_tarballs(ctx, params, cache)
             server, items, urls = _publish(ctx, {"boot": boot, "rootfs": root}, cache.root)
             published = (server, items)
-            board_type.deploy_tarballs(ctx, urls["boot"], urls["rootfs"], params.get("rootfstype", "ext4"),
+            driver.deploy_tarballs(ctx, urls["boot"], urls["rootfs"], params.get("rootfstype", "ext4"),
                                        urls["probe"])
-        elif hasattr(board_type, "deploy"):
+        elif driver.image_format is ImageFormat.DISK_IMAGE:
             if "image" not in params:
-                raise job_error(ctx, f"board type {board_type.name!r} deploys an 'image' (or use "
+                raise job_error(ctx, f"board type {driver.name!r} deploys an 'image' (or use "
                                      "deploy_linaro_kernel); hwpack+rootfs needs a master-image board", "parameters")
             node = ctx.deadline.child(None, "prepare artifacts")
             img = cache.fetch(params["image"], node, sha256=params.get("image_sha256"))
             raw = cache.derive(img, "raw-image", lambda out: decompress(img, out, node), node, suffix=".img")
             facts = {}
-            board_type.deploy(ctx, {"image": str(raw)})
+            driver.deploy_image(ctx, {"image": str(raw)})
         else:
-            raise job_error(ctx, f"board type {board_type.name!r} cannot deploy a Linaro image")
-        ctx.state["deployed"] = {"kind": "linaro", **{k: v for k, v in params.items() if k != "timeout"}, **facts}
+            raise job_error(ctx, f"board type {driver.name!r} cannot deploy a Linaro image")
+        ctx.run.deployed = {"kind": "linaro", **{k: v for k, v in params.items() if k != "timeout"}, **facts}
     except BaseException:
-        if hasattr(board_type, "power_off"):
-            board_type.power_off(ctx)
+        driver.power_off(ctx)
         raise
     finally:
         if published is not None:
@@ -153,10 +151,7 @@ def deploy_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no
 
 @implements("deploy_linaro_kernel")
 def deploy_linaro_kernel(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
-    board_type = ctx.board_type
-    if not hasattr(board_type, "deploy"):
-        raise job_error(ctx, f"board type {board_type.name!r} cannot boot a kernel directly (board types "
-                             "that can: 'qemu')")
+    driver = ctx.driver
     cache = _cache(ctx)
     node = ctx.deadline.child(None, "prepare artifacts")
     try:
@@ -168,9 +163,8 @@ def deploy_linaro_kernel(ctx, params: dict[str, Any]) -> None:  # type: ignore[n
             path = cache.fetch(params["rootfs"], node)
             spec["rootfs"] = str(cache.derive(path, "raw-image", lambda out: decompress(path, out, node), node,
                                               suffix=".img"))
-        board_type.deploy(ctx, spec)
-        ctx.state["deployed"] = {"kind": "kernel", **spec}
+        driver.deploy_image(ctx, spec)
+        ctx.run.deployed = {"kind": "kernel", **spec}
     except BaseException:
-        if hasattr(board_type, "power_off"):
-            board_type.power_off(ctx)
+        driver.power_off(ctx)
         raise

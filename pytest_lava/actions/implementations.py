@@ -1,15 +1,48 @@
-"""Which built-in actions have an implementation. Implementation modules register here, so the
-catalogue (the job vocabulary) never depends on board code."""
+"""Which actions have an implementation, and where it lives.
+
+The catalogue (the job vocabulary) never depends on board code: built-in implementations are
+named here by module and function and imported on first use (:class:`LazyRun`), so validating a
+job loads neither the console engine nor the artifact code. A third-party module may register
+with ``@implements("name")``; an action with no implementation at all is refused at validation.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
 
 from .spec import ActionRun
 
 RUNNERS: dict[str, ActionRun] = {}
 
+# action -> "module:function" of its built-in implementation
+BUILTIN_RUNNERS: dict[str, str] = {
+    "deploy_linaro_image": "pytest_lava.actions.deploy:deploy_linaro_image",
+    "deploy_linaro_kernel": "pytest_lava.actions.deploy:deploy_linaro_kernel",
+    "boot_master_image": "pytest_lava.actions.boot:boot_master_image",
+    "boot_linaro_image": "pytest_lava.actions.boot:boot_linaro_image",
+    "add_apt_repository": "pytest_lava.actions.apt:add_apt_repository",
+    "lava_test_install": "pytest_lava.actions.lava_test:lava_test_install",
+    "lava_test_run": "pytest_lava.actions.lava_test:lava_test_run",
+    "lava_test_shell": "pytest_lava.actions.lava_test:lava_test_shell",
+}
 
-def implements(name: str):
-    """Decorator: ``@implements("boot_master_image") def run(ctx, params): ...``."""
+
+@dataclass(frozen=True)
+class LazyRun:
+    """An action implementation imported when the action first runs."""
+
+    target: str  # "module:function"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        module, _, name = self.target.partition(":")
+        return getattr(import_module(module), name)(*args, **kwargs)
+
+
+def implements(name: str):  # type: ignore[no-untyped-def]
+    """Decorator: ``@implements("flash_spi") def run(ctx, params): ...`` (for actions whose
+    implementation is imported before the registry is built)."""
 
     def register(fn: ActionRun) -> ActionRun:
         RUNNERS[name] = fn
@@ -18,5 +51,9 @@ def implements(name: str):
     return register
 
 
-from . import deploy as _boards  # noqa: E402,F401  (deploy, boot, apt: master-image and qemu boards)
-from . import lava_test  # noqa: E402,F401  (after `implements` exists: no import cycle)
+def runner_for(name: str) -> ActionRun | None:
+    """The implementation of action ``name``, or ``None`` if it has none."""
+    if name in RUNNERS:
+        return RUNNERS[name]
+    target = BUILTIN_RUNNERS.get(name)
+    return LazyRun(target) if target else None

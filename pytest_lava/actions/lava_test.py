@@ -1,15 +1,15 @@
 """``lava_test_install``, ``lava_test_run`` and ``lava_test_shell``.
 
-Job-scoped state, in ``ctx.state`` (documented in docs/testdefs.md):
+Job-scoped state (documented in docs/testdefs.md):
 
-* ``ctx.state["lava_test"]`` — a :class:`LavaTestState` owned by this module: registered and
-  installed definitions, and the installs still to do on the booted test image;
-* read: ``ctx.state["booted"]`` — ``"master"`` when the master image is up (then installs go into
-  the test root filesystem from the master), anything else truthy when the test image is up;
-  ``ctx.state["testrootfs_mount"]`` — where the master board type has already mounted
-  ``testrootfs`` (otherwise this module mounts ``ctx.device.partitions["testrootfs"]`` itself);
-* written: ``ctx.state["booted"] = None`` when a hung test could not be interrupted, so that the
-  next ``ctx.test_shell()`` reboots into the test image.
+* ``ctx.run.slot(LavaTestState)`` — owned by this module: registered and installed definitions,
+  and the installs still to do on the booted test image;
+* read: the board driver's ``state`` — ``MASTER`` when the master image is up (then installs go
+  into the test root filesystem from the master), ``TEST``/``ANDROID`` when a test image is up;
+  its ``testrootfs_mount`` — where the driver has already mounted ``testrootfs`` (otherwise this
+  module mounts ``ctx.device.partitions["testrootfs"]`` itself);
+* written: the driver's ``state = UNKNOWN`` when a hung test could not be interrupted, so that
+  the next ``ctx.test_shell()`` reboots into the test image.
 
 Each test case becomes its own :class:`CaseResult` in ``ctx.cases`` (its own pytest report) and
 each definition run a :class:`TestRun` of the bundle, as the device-side tools used to write.
@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..console import ConsoleInactivity, ConsoleTimeout
+from ..boards.driver import BoardState
+from ..consoletext import ConsoleInactivity, ConsoleTimeout
 from ..deadline import Deadline
 from ..errors import InfrastructureError, JobError, LavaError, TestFailure
 from ..results import Attachment, CaseResult, TestRun
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from ..runner import ActionContext
     from ..shell import ShellSession
 
-STATE_KEY = "lava_test"
 RECOVER_TIMEOUT = 60.0
 RECOVER_ATTEMPT = 10.0  # seconds for each "Ctrl-C, then true" try
 MAX_RUN_LOG = 1024 * 1024
@@ -55,7 +55,7 @@ class LavaTestState:
 
 
 def state(ctx: ActionContext) -> LavaTestState:
-    return ctx.state.setdefault(STATE_KEY, LavaTestState())
+    return ctx.run.slot(LavaTestState)
 
 
 def lava_dir(ctx: ActionContext) -> str:
@@ -90,10 +90,10 @@ def lava_test_install(ctx: ActionContext, params: dict[str, Any]) -> None:
         except LavaError as exc:
             ctx.record(f"lava_test_install ({name})", "fail", str(exc))
     python, debs = list(params.get("install_python") or []), list(params.get("install_deb") or [])
-    booted = ctx.state.get("booted")
-    if booted == "master" and ctx.device.partitions.get("testrootfs"):
+    booted = ctx.driver.state
+    if booted is BoardState.MASTER and ctx.device.partitions.get("testrootfs"):
         _install_from_master(ctx, definitions, python, debs)
-    elif booted:
+    elif booted in (BoardState.MASTER, BoardState.TEST, BoardState.ANDROID):
         _install_on_image(ctx, _runner(ctx, ctx.test_shell()), definitions, python, debs)
     else:
         st.pending_python += python
@@ -112,7 +112,7 @@ def _install_from_master(ctx: ActionContext, definitions: list[TestDefinition], 
     """The old way: mount testrootfs on the master, write the files, chroot for installs."""
     shell = ctx.master_shell()
     mounted_by_us = False
-    mnt = str(ctx.state.get("testrootfs_mount") or "")
+    mnt = ctx.driver.testrootfs_mount or ""
     if not mnt:
         mnt = str(ctx.device.extra.get("lava_testrootfs_mount", "/mnt/lava-testrootfs"))
         part = ctx.device.partitions["testrootfs"]
@@ -250,7 +250,7 @@ def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDe
         recovered = runner.recover(Deadline(RECOVER_TIMEOUT, "recover after a hung test", ctx.run.deadline),
                                    attempt=RECOVER_ATTEMPT)
         if not recovered:
-            ctx.state["booted"] = None  # the next test_shell() reboots into the test image
+            ctx.driver.state = BoardState.UNKNOWN  # the next test_shell() reboots into the test image
         ctx.log(f"{definition.name} hung; board {'recovered with Ctrl-C' if recovered else 'to be rebooted'}")
         failure = TestRunFailed(f"{definition.name}: the run was stopped: {why} ({exc.message})"
                                 if silent_too_long else f"{definition.name}: the run did not finish before the "

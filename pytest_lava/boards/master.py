@@ -9,19 +9,23 @@ interrupt U-Boot at ``interrupt_boot_prompt``, send ``boot_cmds`` one line per
 action's deadline. A board without ``boot_cmds`` (the lab's x86_64 boards) has no test image
 apart from its master: its test shell is the master shell.
 
-``ctx.state['booted']`` is ``'master'``, ``'test'`` or absent (unknown: power-cycle first).
+The driver's ``state`` says what is up (:class:`~pytest_lava.boards.driver.BoardState`); ``UNKNOWN``
+means power-cycle first.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from typing import TYPE_CHECKING
 
-from ..console import ConsoleClosed, ConsoleTimeout
+from ..consoletext import ConsoleClosed, ConsoleTimeout
 from ..deadline import Deadline
 from ..errors import ConfigurationError, InfrastructureError, JobError, ProblemList
-from ..shell import ShellSession
-from . import BoardType, job_error
+from .driver import BoardDriver, BoardState, ImageFormat, job_error
+
+if TYPE_CHECKING:
+    from ..shell import ShellSession
 
 REBOOT_MESSAGES = ["Restarting system", "The system is going down", "Will now restart", "U-Boot",
                    "Requesting system reboot", "reboot: Restarting"]
@@ -31,10 +35,6 @@ MOUNT = "/mnt/lava"
 
 class BootFailed(InfrastructureError):
     """Every boot attempt failed."""
-
-
-class DeployStepFailed(InfrastructureError):
-    """A board-side deploy step failed; the message names the step."""
 
 
 # what a boot option's value may contain: printable ASCII but the characters U-Boot's parsers
@@ -111,9 +111,10 @@ MASTER_ACTIONS = frozenset({
 ROOTFS_TYPE = re.compile(r"[a-z0-9]+")
 
 
-class MasterBoard(BoardType):
+class MasterBoard(BoardDriver):
     name = "master"
     supported = MASTER_ACTIONS
+    image_format = ImageFormat.TARBALLS
     hints = {"deploy_linaro_kernel": "a direct kernel boot needs a board the harness starts itself: board type 'qemu'"}
 
     def check_parameters(self, action, device, problems: ProblemList, path: str) -> None:  # type: ignore[no-untyped-def]
@@ -130,7 +131,7 @@ class MasterBoard(BoardType):
 
     # -- shells ------------------------------------------------------------------------------
     def master_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
-        if ctx.state.get("booted") == "master" and self._probe(ctx, ctx.board.master_shell()):
+        if self.state is BoardState.MASTER and self._probe(ctx, ctx.board.master_shell()):
             return ctx.board.master_shell()
         self.boot_master(ctx)
         return ctx.board.master_shell()
@@ -138,9 +139,9 @@ class MasterBoard(BoardType):
     def test_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
         if not ctx.device.boot_cmds:
             return self.master_shell(ctx)
-        if ctx.state.get("booted") == "test" and self._probe(ctx, ctx.board.tester_shell()):
+        if self.state is BoardState.TEST and self._probe(ctx, ctx.board.tester_shell()):
             return ctx.board.tester_shell()
-        self.boot_test(ctx, ctx.state.get("boot_options", []))
+        self.boot_test(ctx, self.boot_options)
         return ctx.board.tester_shell()
 
     def _probe(self, ctx, sh: ShellSession) -> bool:  # type: ignore[no-untyped-def]
@@ -161,7 +162,7 @@ class MasterBoard(BoardType):
             ctx.board.master_shell().wait_for_prompt(node)
 
         self._retry(ctx, "master image", attempt, dev.timeout("power_on_to_prompt", 300))
-        ctx.state["booted"] = "master"
+        self.state = BoardState.MASTER
 
     def boot_test(self, ctx, options: list[str]) -> None:  # type: ignore[no-untyped-def]
         dev = ctx.device
@@ -179,9 +180,9 @@ class MasterBoard(BoardType):
             ctx.board.console.expect(dev.image_boot_msg, node.child(dev.timeout("bootloader", 120), "kernel start"))
             ctx.board.tester_shell().wait_for_prompt(node.child(dev.boot_linaro_timeout, "test image prompt"))
 
-        ctx.state["boot_options"] = list(options)
+        self.boot_options = list(options)
         self._retry(ctx, "test image", attempt, dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
-        ctx.state["booted"] = "test"
+        self.state = BoardState.TEST
 
     def send_boot_commands(self, ctx, cmds: list[str], node: Deadline) -> None:  # type: ignore[no-untyped-def]
         """Interrupt U-Boot and send ``cmds`` one line per bootloader prompt."""
@@ -207,7 +208,7 @@ class MasterBoard(BoardType):
                 return
             except ConsoleTimeout:
                 ctx.log(f"{dev.name}: soft reboot ({dev.soft_boot_cmd!r}) did not restart the board; power-cycling")
-        ctx.state.pop("booted", None)
+        self.state = BoardState.UNKNOWN
         board.power.reset(node.child(None, "power reset"))
         # a fresh console connection: a console server may keep the old one open but dead when
         # the board behind it restarts (seen with ser2net when the reset follows the connect closely)
@@ -219,7 +220,7 @@ class MasterBoard(BoardType):
         tries = max(1, dev.boot_retries)
         errors: list[str] = []
         for n in range(1, tries + 1):
-            soft = n == 1 and ctx.state.get("booted") in ("master", "test")
+            soft = n == 1 and self.state in (BoardState.MASTER, BoardState.TEST)
             node = ctx.deadline.child(per_attempt, f"boot {what} ({n}/{tries})")
             try:
                 attempt(node, soft)
@@ -227,7 +228,7 @@ class MasterBoard(BoardType):
                     ctx.log(f"{dev.name}: {what} booted at attempt {n}/{tries}")
                 return
             except InfrastructureError as exc:
-                ctx.state.pop("booted", None)
+                self.state = BoardState.UNKNOWN
                 errors.append(f"attempt {n}: {exc.message}")
                 ctx.log(f"{dev.name}: booting the {what} failed (attempt {n}/{tries}): {exc.message}")
                 if isinstance(exc, ConsoleClosed):
@@ -240,20 +241,6 @@ class MasterBoard(BoardType):
     # -- deploying (from the running master) -----------------------------------------------------------
     def partition(self, ctx, label: str) -> str:  # type: ignore[no-untyped-def]
         return ctx.device.partitions.get(label) or f"/dev/disk/by-label/{label}"
-
-    def step(self, ctx, sh: ShellSession, name: str, cmd: str, timeout: float,  # type: ignore[no-untyped-def]
-             detail: str = "") -> str:
-        node = ctx.deadline.child(timeout, name)
-        try:
-            result = sh.run(cmd, node)
-        except ConsoleTimeout as exc:
-            raise DeployStepFailed(f"deploy step '{name}'{detail} timed out on {ctx.device.name}: {exc.message}",
-                                   details=exc.details) from None
-        if result.status != 0:
-            tail = "\n".join(result.output.splitlines()[-15:])
-            raise DeployStepFailed(f"deploy step '{name}'{detail} failed on {ctx.device.name} "
-                                   f"(exit status {result.status})", details=f"output:\n{tail}")
-        return result.output
 
     def deploy_tarballs(self, ctx, boot_url: str, root_url: str, rootfstype: str,  # type: ignore[no-untyped-def]
                         probe_url: str) -> None:
@@ -302,17 +289,17 @@ class MasterBoard(BoardType):
         rr = f"{MOUNT}/rootfs"
         self.step(ctx, sh, "mount testrootfs", f"udevadm trigger 2>/dev/null; mkdir -p {rr}; "
                   f"umount {rr} 2>/dev/null; mount {root} {rr}", ctx.device.timeout("command", 60))
-        ctx.state["testrootfs_mount"] = rr  # lava_test installs into it while it is mounted
+        self.testrootfs_mount = rr  # lava_test installs into it while it is mounted
         return rr
 
     def unmount(self, ctx, sh: ShellSession, path: str) -> None:  # type: ignore[no-untyped-def]
-        if ctx.state.get("testrootfs_mount") == path:
-            ctx.state.pop("testrootfs_mount")
+        if self.testrootfs_mount == path:
+            self.testrootfs_mount = None
         self.step(ctx, sh, "sync and unmount", f"sync; umount {shlex.quote(path)}", 300)
 
     def power_off(self, ctx) -> None:  # type: ignore[no-untyped-def]
         """Leave the board off after a failed deploy (best effort: the error that led here wins)."""
-        ctx.state.pop("booted", None)
+        self.state = BoardState.UNKNOWN
         if not ctx.board.power.available("off"):
             ctx.log(f"{ctx.device.name}: no power_off_command; the board stays on")
             return

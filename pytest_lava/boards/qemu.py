@@ -1,6 +1,6 @@
 """QEMU boards: the harness starts QEMU itself for each job (the old dispatcher's QEMU client).
 
-The deploy action says what to boot (``ctx.state['qemu']``): a disk ``image``
+The deploy action says what to boot (the driver's ``boot_spec``): a disk ``image``
 (``deploy_linaro_image``), or ``kernel``/``ramdisk``/``dtb``/``rootfs`` for a direct kernel boot
 (``deploy_linaro_kernel``). ``boot_linaro_image`` starts
 ``<qemu_binary> -M <qemu_machine_type> -m <qemu_memory> <qemu_options...> <what the deploy gave>``
@@ -17,11 +17,14 @@ and by the job watchdog if the job deadline passes (closing the console kills it
 from __future__ import annotations
 
 import socket
+from subprocess import Popen
+from typing import TYPE_CHECKING
 
 from ..errors import InfrastructureError
-from ..ptyconn import ProcessConnection, _kill_process
-from ..shell import ShellSession
-from . import BoardType, job_error
+from .driver import BoardDriver, BoardState, ImageFormat, job_error
+
+if TYPE_CHECKING:
+    from ..shell import ShellSession
 
 
 def free_port() -> int:
@@ -72,24 +75,30 @@ def qemu_argv(device, spec: dict, options: list[str], port: int = 0) -> list[str
             "-name", f"lava-{device.name}", *opts, *console]
 
 
-class QemuBoard(BoardType):
+class QemuBoard(BoardDriver):
     name = "qemu"
+    image_format = ImageFormat.DISK_IMAGE
     supported = frozenset({"deploy_linaro_image", "deploy_linaro_kernel", "boot_linaro_image",
                            "lava_test_install", "lava_test_run", "lava_test_shell"})
     hints = {"boot_master_image": "a qemu board has no master image",
              "add_apt_repository": "it edits the test root filesystem from a master image"}
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.boot_spec: dict[str, str] | None = None  # what the deploy said to boot
+        self.process: Popen[bytes] | None = None  # this job's QEMU
+
     # -- deploy --------------------------------------------------------------------------------
-    def deploy(self, ctx, spec: dict) -> None:  # type: ignore[no-untyped-def]
+    def deploy_image(self, ctx, spec: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
         """Remember what to boot; a running QEMU of this job is stopped (the next boot starts anew)."""
         self.stop(ctx)
-        ctx.state["qemu"] = dict(spec)
+        self.boot_spec = dict(spec)
         ctx.log(f"{ctx.device.name}: qemu will boot " + ", ".join(f"{k}={v}" for k, v in spec.items() if v))
 
     # -- boot ----------------------------------------------------------------------------------
     def boot_test(self, ctx, options: list[str]) -> None:  # type: ignore[no-untyped-def]
         dev = ctx.device
-        spec = ctx.state.get("qemu")
+        spec = self.boot_spec
         if spec is None and not any(o in dev.qemu_options for o in ("-kernel", "-drive", "-hda", "-bios")):
             raise job_error(ctx, f"{dev.name}: nothing to boot: run deploy_linaro_image (image) or "
                                  "deploy_linaro_kernel first")
@@ -102,15 +111,17 @@ class QemuBoard(BoardType):
                 self.stop(ctx)
                 port = free_port()
                 argv = qemu_argv(dev, spec or {}, list(options), port)
+                from ..ptyconn import ProcessConnection
+
                 conn = ProcessConnection(argv, port=port, name=f"{dev.name} qemu", cwd=ctx.run.options.rootdir,
                                          output=ctx.board.log_dir / "qemu-output.log", log=ctx.board.log)
                 conn.connect(node)
-                ctx.state["qemu_process"] = conn.proc
+                self.process = conn.proc
                 ctx.log(f"{dev.name}: started qemu, pid {conn.pid}")
                 ctx.board.attach(conn)
                 ctx.board.tester_shell().wait_for_prompt(node)
-                ctx.state["booted"] = "test"
-                ctx.state["boot_options"] = list(options)
+                self.state = BoardState.TEST
+                self.boot_options = list(options)
                 return
             except InfrastructureError as exc:
                 errors.append(f"attempt {n}: {exc.message}")
@@ -122,28 +133,36 @@ class QemuBoard(BoardType):
                                   "attempt(s))", details="\n".join(errors))
 
     def test_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
-        proc = ctx.state.get("qemu_process")
-        if ctx.state.get("booted") == "test" and proc is not None and proc.poll() is None:
+        proc = self.process
+        if self.state is BoardState.TEST and proc is not None and proc.poll() is None:
             return ctx.board.tester_shell()
-        self.boot_test(ctx, ctx.state.get("boot_options", []))
+        self.boot_test(ctx, self.boot_options)
         return ctx.board.tester_shell()
 
     # -- the end --------------------------------------------------------------------------------
     def stop(self, ctx) -> None:  # type: ignore[no-untyped-def]
-        ctx.state.pop("booted", None)
+        self.state = BoardState.OFF
         ctx.board.close_console("qemu stopped")  # a ProcessConnection kills its process
-        proc = ctx.state.pop("qemu_process", None)
+        proc, self.process = self.process, None
         if proc is not None:
-            _kill_process(proc)
+            from ..ptyconn import kill_process
 
-    power_off = stop  # what a failed deploy calls
+            kill_process(proc)
+
+    def power_off(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        """What a failed deploy calls: QEMU stops."""
+        self.stop(ctx)
 
     def finish(self, run) -> None:  # type: ignore[no-untyped-def]
         """Kill QEMU by PID, whatever happened in the job."""
-        proc = run.state.pop("qemu_process", None)
-        if run._board is not None:
-            run._board.close_console("job finished")
+        proc, self.process = self.process, None
+        self.state = BoardState.OFF
+        board = run.connected_board()
+        if board is not None:
+            board.close_console("job finished")
         if proc is not None:
-            status = _kill_process(proc)
+            from ..ptyconn import kill_process
+
+            status = kill_process(proc)
             run.note(f"{run.device.name}: qemu (pid {proc.pid}) stopped, status {status}")
 

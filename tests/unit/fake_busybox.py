@@ -17,7 +17,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from pytest_lava.boards import BoardType
+from pytest_lava.boards import BoardDriver, BoardState
 from pytest_lava.connections import PtyConnection
 from pytest_lava.console import Console
 from pytest_lava.deadline import Deadline
@@ -96,28 +96,37 @@ def fake_device(tmp: Path, *, name: str = "fake01", isig: bool = True,
                   extra={"lava_test_dir": str(tmp / "rootfs" / "lava"), "fake_isig": isig})
 
 
-class FakeBusyboxBoard(BoardType):
+class FakeBusyboxBoard(BoardDriver):
     """Board type of the fake: ``test_shell`` 'boots' (starts) a busybox shell when none is up."""
 
     name = "fake-busybox"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.shell: ShellSession | None = None
+        self.boots = 0
+
     def test_shell(self, ctx):  # type: ignore[no-untyped-def]
         board = ctx.board
-        shell = ctx.state.get("fake_shell")
-        if ctx.state.get("booted") != "test" or shell is None or not board.connected:
+        shell = self.shell
+        if self.state is not BoardState.TEST or shell is None or not board.connected:
             board.close_console("reboot (fake)")
             board.connect(Deadline(15.0, "fake boot", ctx.run.deadline))
             shell = board.shell(ctx.device.tester_str, login=False)
             shell.wait_for_prompt(Deadline(15.0, "fake prompt", ctx.run.deadline), send_newline=True)
             if ctx.device.extra.get("fake_isig", True):
                 shell.run("stty isig", 10.0)
-            ctx.state["booted"] = "test"
-            ctx.state["fake_shell"] = shell
-            ctx.state["fake_boots"] = ctx.state.get("fake_boots", 0) + 1
+            self.state = BoardState.TEST
+            self.shell = shell
+            self.boots += 1
             ctx.record("boot_image", "pass")
         return shell
 
+    def power_off(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        self.state = BoardState.OFF
+        ctx.board.close_console("powered off (fake)")
+
     def finish(self, run) -> None:  # type: ignore[no-untyped-def]
-        shell = run.state.get("fake_shell")
+        shell, self.shell = self.shell, None
         if shell is not None:
             stop(shell)

@@ -15,7 +15,8 @@ from pytest_lava.actions import apt as apt_action
 from pytest_lava.actions import boot as boot_action
 from pytest_lava.actions import deploy as deploy_action
 from pytest_lava.board import Board
-from pytest_lava.boards.master import BootFailed, DeployStepFailed, MasterBoard, apply_boot_options, render_prompt
+from pytest_lava.boards.driver import BoardState, DeployStepFailed
+from pytest_lava.boards.master import BootFailed, MasterBoard, apply_boot_options, render_prompt
 from pytest_lava.boards.qemu import qemu_argv
 from pytest_lava.deadline import Deadline
 from pytest_lava.device import Device
@@ -129,10 +130,12 @@ def make_ctx(tmp_path: Path, fb: FakeBoard, **kw: object) -> SimpleNamespace:
     board.power = fb  # type: ignore[assignment]
     # the fake's connection survives power cycles: "reconnecting" keeps the same console
     board.close_console = lambda reason="": None  # type: ignore[method-assign]
-    ctx = SimpleNamespace(board=board, device=dev, deadline=Deadline(60, "job/action"), state={}, logs=[],
-                          records=[], board_type=MasterBoard(),
+    driver = MasterBoard()
+    ctx = SimpleNamespace(board=board, device=dev, deadline=Deadline(60, "job/action"), logs=[],
+                          records=[], driver=driver, board_type=driver, action=None,
                           job=SimpleNamespace(file=tmp_path / "job.yaml"),
-                          run=SimpleNamespace(results_dir=tmp_path, options=SimpleNamespace(rootdir=tmp_path)))
+                          run=SimpleNamespace(results_dir=tmp_path, options=SimpleNamespace(rootdir=tmp_path),
+                                              deployed=None, apt_sources=[]))
     ctx.log = ctx.logs.append
     ctx.record = lambda case, result, message="": ctx.records.append((case, result, message))
     return ctx
@@ -147,7 +150,7 @@ def test_boot_master_power_cycles_when_the_state_is_unknown(tmp_path: Path, fb: 
     ctx = make_ctx(tmp_path, fb)
     with ctx.board:
         boot_action.boot_master_image(ctx, {})
-    assert ctx.state["booted"] == "master" and fb.power_cycles == 1 and fb.soft_reboots == 0
+    assert ctx.driver.state is BoardState.MASTER and fb.power_cycles == 1 and fb.soft_reboots == 0
     assert fb.uboot_lines == []  # the master is U-Boot's default: nothing sent to U-Boot
 
 
@@ -156,7 +159,7 @@ def test_boot_master_soft_reboots_a_running_board(tmp_path: Path, fb: FakeBoard)
     with ctx.board:
         ctx.board_type.boot_master(ctx)
         ctx.board_type.boot_master(ctx)
-    assert fb.power_cycles == 1 and fb.soft_reboots == 1 and ctx.state["booted"] == "master"
+    assert fb.power_cycles == 1 and fb.soft_reboots == 1 and ctx.driver.state is BoardState.MASTER
 
 
 def test_boot_linaro_image_sends_boot_cmds_and_records_boot_image(tmp_path: Path, fb: FakeBoard) -> None:
@@ -164,7 +167,7 @@ def test_boot_linaro_image_sends_boot_cmds_and_records_boot_image(tmp_path: Path
     with ctx.board:
         ctx.board_type.boot_master(ctx)
         boot_action.boot_linaro_image(ctx, {"options": ["bootargs=console=ttyAMA0 root=/dev/vda5 quiet", "x=1"]})
-    assert ctx.state["booted"] == "test" and fb.state == "test"
+    assert ctx.driver.state is BoardState.TEST and fb.state == "test"
     assert fb.uboot_lines == ["setenv bootargs 'console=ttyAMA0 root=/dev/vda5 quiet'", BOOT_CMDS[1],
                               "setenv x '1'", BOOT_CMDS[2]]
     assert ctx.records == [("boot_image", "pass", "")]
@@ -179,7 +182,7 @@ def test_test_shell_boots_the_test_image_once(tmp_path: Path, fb: FakeBoard) -> 
         ctx.board_type.test_shell(ctx)
         assert fb.power_cycles == 1 and fb.soft_reboots == 0
         ctx.board_type.master_shell(ctx)  # back to the master: a soft reboot, U-Boot's default
-    assert fb.soft_reboots == 1 and ctx.state["booted"] == "master"
+    assert fb.soft_reboots == 1 and ctx.driver.state is BoardState.MASTER
 
 
 def test_a_failed_boot_is_retried(tmp_path: Path) -> None:
@@ -187,18 +190,18 @@ def test_a_failed_boot_is_retried(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, fb, timeouts={"bootloader": 5.0, "power_on_to_prompt": 3.0})
     with ctx.board:
         ctx.board_type.boot_master(ctx)
-    assert fb.power_cycles == 2 and ctx.state["booted"] == "master"
+    assert fb.power_cycles == 2 and ctx.driver.state is BoardState.MASTER
     assert any("attempt 1/2" in line for line in ctx.logs)
 
 
 def test_boot_gives_up_after_boot_retries_and_records_the_failure(tmp_path: Path) -> None:
     fb = FakeBoard(broken_boots=10)
     ctx = make_ctx(tmp_path, fb, boot_linaro_timeout=2.0, timeouts={"bootloader": 2.0})
-    ctx.state["booted"] = "master"
+    ctx.driver.state = BoardState.MASTER
     fb.state = "master"
     with ctx.board, pytest.raises(BootFailed) as info:
         boot_action.boot_linaro_image(ctx, {})
-    assert "2 attempt(s)" in str(info.value) and "booted" not in ctx.state
+    assert "2 attempt(s)" in str(info.value) and ctx.driver.state is BoardState.UNKNOWN
     assert fb.soft_reboots == 1 and fb.power_cycles == 1
     assert ctx.records[0][:2] == ("boot_image", "fail") and "Failed to boot test image" in ctx.records[0][2]
 
@@ -207,7 +210,7 @@ def test_a_board_without_boot_cmds_uses_the_master_as_test_image(tmp_path: Path,
     ctx = make_ctx(tmp_path, fb, boot_cmds=[], tester_str=r"root@master:[^\r\n]*# ")
     with ctx.board:
         ctx.board_type.test_shell(ctx)
-        assert ctx.state["booted"] == "master"
+        assert ctx.driver.state is BoardState.MASTER
         with pytest.raises(ConfigurationError, match="no boot_cmds"):
             ctx.board_type.boot_test(ctx, [])
 
@@ -256,13 +259,13 @@ def test_tester_str_must_match_the_prompt_the_deploy_sets(tmp_path: Path, fb: Fa
 
 def test_failed_deploy_leaves_the_board_powered_off(tmp_path: Path, fb: FakeBoard) -> None:
     ctx = make_ctx(tmp_path, fb)
-    ctx.state["booted"] = "master"
+    ctx.driver.state = BoardState.MASTER
     (tmp_path / "hw.tar").write_bytes(b"")
     # a missing file: artifact of the job is a job error (download.py); either way the board goes off
     with ctx.board, pytest.raises((InfrastructureError, JobError), match="missing-rootfs.tar.gz"):
         deploy_action.deploy_linaro_image(ctx, {"hwpack": "file:hw.tar", "rootfs": "file:missing-rootfs.tar.gz",
                                                 "use_cache": False})
-    assert fb.power_offs == 1 and "booted" not in ctx.state
+    assert fb.power_offs == 1 and ctx.driver.state is BoardState.UNKNOWN
 
 
 def test_apt_entries_like_add_apt_repository() -> None:
@@ -285,7 +288,7 @@ def test_add_apt_repository_writes_into_testrootfs(tmp_path: Path, fb: FakeBoard
     joined = "\n".join(fb.commands)
     assert "mount /dev/vda5 /mnt/lava/rootfs" in joined
     assert "/mnt/lava/rootfs/etc/apt/sources.list.d/linaro-maintainers-tools-stable.list" in joined
-    assert ctx.state["apt_sources"] == ["/etc/apt/sources.list.d/linaro-maintainers-tools-stable.list"]
+    assert ctx.run.apt_sources == ["/etc/apt/sources.list.d/linaro-maintainers-tools-stable.list"]
     assert "no apt" in ctx.logs[-1] or "apt-get update" in ctx.logs[-1]
     assert fb.commands[-1].startswith("sync; umount")
 

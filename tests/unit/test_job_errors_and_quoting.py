@@ -192,6 +192,7 @@ class _MasterOnBusybox(MasterBoard):
     """The master image's root shell is a real busybox shell on the host; testrootfs is a directory."""
 
     def __init__(self, shell: object, root: Path) -> None:
+        super().__init__()
         self._shell, self._root = shell, root
 
     def master_shell(self, ctx):  # type: ignore[no-untyped-def]
@@ -222,11 +223,11 @@ def test_os_release_is_never_executed(tmp_path: Path) -> None:
     (home / ".fakerc").write_text("")
     shell = start_shell(bindir, home)
     try:
-        ctx = SimpleNamespace(deadline=Deadline(60, "job/add_apt_repository"), state={}, logs=[],
+        ctx = SimpleNamespace(deadline=Deadline(60, "job/add_apt_repository"), logs=[],
                               device=Device(name="fake01", device_type="fake"),
-                              job=SimpleNamespace(file=tmp_path / "job.yaml"))
+                              job=SimpleNamespace(file=tmp_path / "job.yaml"), run=SimpleNamespace(apt_sources=[]))
         ctx.log = ctx.logs.append
-        ctx.board_type = _MasterOnBusybox(shell, root)
+        ctx.driver = _MasterOnBusybox(shell, root)
         apt_action.add_apt_repository(ctx, {"arg": ["ppa:linaro-maintainers/tools"]})
     finally:
         stop(shell)

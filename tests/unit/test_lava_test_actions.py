@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_lava.actions import registry
-from pytest_lava.actions.lava_test import STATE_KEY, TestRunFailed, state
+from pytest_lava.actions.lava_test import LavaTestState, TestRunFailed, state
+from pytest_lava.boards import BoardState
 from pytest_lava.deadline import Deadline
 from pytest_lava.results import JobResults
 from tests.unit.fake_busybox import BUSYBOX, fake_device, start_shell, stop
@@ -20,6 +21,17 @@ pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
 FORMAT = "Lava-Test Test Definition 1.0"
 
 
+class FakeRun:
+    """What the actions use of JobRun: the job deadline and typed job-scoped state."""
+
+    def __init__(self) -> None:
+        self.deadline = Deadline(600, "job")
+        self.slots: dict[type, object] = {}
+
+    def slot(self, cls):  # type: ignore[no-untyped-def]
+        return self.slots.setdefault(cls, cls())
+
+
 class FakeCtx:
     """What the actions use of ActionContext, with the fake busybox image as the test image."""
 
@@ -27,11 +39,11 @@ class FakeCtx:
                  overrides: dict[str, str] | None = None, functions: str = "") -> None:
         self.tmp = tmp
         self.device = fake_device(tmp, isig=isig, overrides=overrides, functions=functions)
-        self.state: dict = {}
+        self.driver = SimpleNamespace(state=BoardState.UNKNOWN, testrootfs_mount=None)
         self.cases: list = []
         self.records: list[tuple[str, str, str]] = []
         self.logs: list[str] = []
-        self.run = SimpleNamespace(deadline=Deadline(600, "job"))
+        self.run = FakeRun()
         self.deadline = Deadline(timeout, "action", self.run.deadline)
         self.job = SimpleNamespace(file=tmp / "job.yaml")
         self.action = SimpleNamespace(path="actions[1]")
@@ -41,13 +53,13 @@ class FakeCtx:
         self.shells: list = []
 
     def test_shell(self):  # type: ignore[no-untyped-def]
-        if self.state.get("booted") != "test":
+        if self.driver.state is not BoardState.TEST:
             for old in self.shells:
                 stop(old)
             home = self.tmp / "home"
             home.mkdir(exist_ok=True)
             self.shells.append(start_shell(self.tmp / "bin", home, isig=bool(self.device.extra["fake_isig"])))
-            self.state["booted"] = "test"
+            self.driver.state = BoardState.TEST
             self.boots += 1
         return self.shells[-1]
 
@@ -166,7 +178,7 @@ def test_install_from_the_master_into_testrootfs(make_ctx, tmp_path: Path) -> No
                              'chroot() { shift; "$@"; }\n')
     ctx.device.partitions = {"testrootfs": "/dev/disk/by-label/testrootfs"}
     ctx.device.extra["lava_testrootfs_mount"] = "/"  # the fake's "testrootfs" is the host's / + lava_test_dir
-    ctx.state["booted"] = "master"
+    ctx.driver.state = BoardState.MASTER
     run("lava_test_install", ctx, {"tests": ["posix"], "install_deb": ["bzip2"]})
     assert "mount /dev/disk/by-label/testrootfs /" in calls.read_text()
     assert "umount /" in calls.read_text()
@@ -174,7 +186,7 @@ def test_install_from_the_master_into_testrootfs(make_ctx, tmp_path: Path) -> No
     assert (tmp_path / "rootfs/lava/bin/lava-test-case").stat().st_mode & 0o111
     assert dict((r[0], r[1]) for r in ctx.records) == {"lava_test_install deb (bzip2)": "fail",
                                                       "lava_test_install (posix)": "pass"}
-    assert "posix" in state(ctx).installed and STATE_KEY in ctx.state
+    assert "posix" in state(ctx).installed and LavaTestState in ctx.run.slots
 
 
 @pytest.mark.slow
@@ -187,7 +199,7 @@ def test_hung_step_fails_at_the_timeout_and_ctrl_c_recovers(make_ctx) -> None:  
     assert "did not finish before the action timeout" in info.value.message
     assert "last console lines" in info.value.details
     assert {c.test_case_id: c.result for c in info.value.cases} == {"before": "pass", "stuck": "fail"}
-    assert ctx.state["booted"] == "test"  # Ctrl-C worked: no reboot needed
+    assert ctx.driver.state is BoardState.TEST  # Ctrl-C worked: no reboot needed
     assert ctx.shells[-1].run("echo alive", 5).output == "alive"
 
 
@@ -198,7 +210,7 @@ def test_hung_step_that_ignores_ctrl_c_marks_the_board_for_reboot(make_ctx, monk
     hang = {"metadata": {"format": FORMAT, "name": "hang"}, "run": {"steps": ["sleep 30"]}}
     with pytest.raises(TestRunFailed):
         run("lava_test_shell", ctx, {"testdefs": [hang]})
-    assert ctx.state["booted"] is None
+    assert ctx.driver.state is BoardState.UNKNOWN
     ctx.deadline = Deadline(60, "next action")
     run("lava_test_shell", ctx, {"testdefs": ["posix"]})  # the next item reboots and runs
     assert ctx.boots == 2 and ctx.cases
