@@ -19,7 +19,7 @@ import pytest
 from .actions.spec import SETUP, TEST
 from .errors import InputError, LavaError, TestFailure
 from .job import ActionDef, Job
-from .reporting import case_reports
+from .reporting import case_reports, log_live
 
 if TYPE_CHECKING:
     from .results import CaseResult
@@ -195,7 +195,7 @@ def _job_namespace(module: JobModule) -> types.ModuleType:
         if run.fatal is not None:  # a setup action after the last test action failed
             raise run.fatal
         try:
-            item.cases = run.execute(item.action)
+            item.cases = run.execute(item.action, on_cases=item.report_live)
         except TestFailure as exc:  # a failing test action is a failure, not an error
             item.failure = exc
             item.cases = list(getattr(exc, "cases", []))  # the cases it got before failing
@@ -219,6 +219,7 @@ class JobItem(pytest.Function):
         self.job = job
         self.action = action
         self.cases: list[CaseResult] = []
+        self.reported = 0  # how many of ``cases`` were reported live, while the action ran
         self.failure: LavaError | None = None
 
     @property
@@ -249,9 +250,16 @@ class JobItem(pytest.Function):
             return text
         return super().repr_failure(excinfo)  # type: ignore[return-value]
 
+    def report_live(self, cases: list[CaseResult]) -> None:
+        """Report test cases as the action finishes them (a long run shows its cases as they come)."""
+        self.reported += len(cases)
+        for report in case_reports(self, cases):
+            log_live(self, report)
+
     def case_reports(self) -> list[pytest.TestReport]:
-        """Each test case of this action as a report of its own (see reporting.py)."""
-        return case_reports(self, self.cases)
+        """The test cases of this action not reported live yet, each a report of its own
+        (see reporting.py)."""
+        return case_reports(self, self.cases[self.reported:])
 
 
 SESSION_KEY = pytest.StashKey["LavaSession"]()

@@ -5,11 +5,14 @@ node id ``<file>::<action>[<label>::<case>]`` (pytest keeps parameters last in a
 goes inside the brackets), its own JUnit ``<testcase>`` named ``<action>[<label>::<case>]``, the
 measurement and units as properties, the console excerpt on failure.
 
-They travel only through public pytest APIs. The item's own report carries them, serialised with
-the ``pytest_report_to_serializable`` hook, as the attribute ``lava_extra_reports``; so they cross
-from an xdist worker to the controller inside the item's report. The process that shows results (the
-only process without xdist, the controller with it) logs them with ``pytest_runtest_logreport`` right
-after the item's report. They are counted and summarised like any report, but are not collected
+They travel only through public pytest APIs. A test case is logged with
+``pytest_runtest_logreport`` as soon as the action finishes it (while the item's action runs, so a
+two-hour run shows its cases as they come); under xdist the worker's logging forwards it to the
+controller like any report. What is known only at the end (cases an action produced at its end,
+the submit steps) is carried by the item's own report, serialised with the
+``pytest_report_to_serializable`` hook as the attribute ``lava_extra_reports``, and logged by the
+process that shows results (the only process without xdist, the controller with it) right after the
+item's report. They are counted and summarised like any report, but are not collected
 items: they add no progress step (``pytest_report_teststatus`` gives them no letter; they are shown
 here instead), so the progress percentage never passes 100 %.
 """
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from .results import CaseResult
 
 EXTRA_ATTR = "lava_extra_reports"
+NODEID_ATTR = "lava_nodeid"  # a live report's own node id while it travels from an xdist worker
 EXTRA_KEYWORD = "lava-extra"
 _SHOW = {"passed": ("PASSED", ".", {"green": True}), "failed": ("FAILED", "F", {"red": True}),
          "skipped": ("SKIPPED", "s", {"yellow": True})}
@@ -92,6 +96,16 @@ def _pair(item: pytest.Item, name: str, outcome: str, longrepr: Any, keywords: d
                               **common)]
 
 
+def log_live(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Log ``report`` (a test case of ``item``) now, while ``item`` runs. An xdist worker forwards
+    only reports of its current item, so there the report travels under the item's node id and the
+    controller gives it back its own (``pytest_report_from_serializable``)."""
+    if hasattr(item.config, "workerinput"):
+        setattr(report, NODEID_ATTR, report.nodeid)
+        report.nodeid = item.nodeid
+    item.ihook.pytest_runtest_logreport(report=report)
+
+
 def attach(config: pytest.Config, report: pytest.TestReport, extra: list[pytest.TestReport]) -> None:
     """Carry ``extra`` inside ``report`` (as plain data, so it crosses to the xdist controller)."""
     if extra:
@@ -114,8 +128,10 @@ class ExtraReports:
     @pytest.hookimpl(wrapper=True)
     def pytest_report_to_serializable(self, config: pytest.Config, report: Any) -> Generator[None, Any, Any]:
         data = yield
-        if isinstance(data, dict) and hasattr(report, EXTRA_ATTR):
-            data[EXTRA_ATTR] = getattr(report, EXTRA_ATTR)
+        if isinstance(data, dict):
+            for attr in (EXTRA_ATTR, NODEID_ATTR):
+                if hasattr(report, attr):
+                    data[attr] = getattr(report, attr)
         return data
 
     @pytest.hookimpl(wrapper=True)
@@ -123,6 +139,8 @@ class ExtraReports:
         report = yield
         if report is not None and EXTRA_ATTR in data:
             setattr(report, EXTRA_ATTR, data[EXTRA_ATTR])
+        if report is not None and isinstance(data.get(NODEID_ATTR), str):
+            report.nodeid = data[NODEID_ATTR]
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -143,13 +161,16 @@ class ExtraReports:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
         result = yield
+        if not self.shows_results:
+            return result
+        if is_extra(report):
+            self._show(report)
         extra = getattr(report, EXTRA_ATTR, None)
-        if extra and self.shows_results:
+        if extra:
             delattr(report, EXTRA_ATTR)  # logged once, whoever logs this report again
             for data in extra:
                 rep = self.config.hook.pytest_report_from_serializable(config=self.config, data=data)
                 self.config.hook.pytest_runtest_logreport(report=rep)
-                self._show(rep)
         return result
 
     def _show(self, report: pytest.TestReport) -> None:

@@ -64,6 +64,13 @@ class ActionContext:
     deadline: Deadline
     cases: list[CaseResult] = field(default_factory=list)
     message: str = ""  # the result message of a passing action (the `lava` run shows it)
+    on_cases: Callable[[list[CaseResult]], None] | None = None  # reports cases as they finish (the plugin)
+
+    def report(self, cases: list[CaseResult]) -> None:
+        """Test cases this action finished: kept for its result, and reported at once (live)."""
+        self.cases.extend(cases)
+        if self.on_cases is not None and cases:
+            self.on_cases(cases)
 
     def connected_board(self) -> Board | None:
         """The board, if this run has opened its console and it is still connected."""
@@ -230,10 +237,12 @@ class JobRun:
             raise self.fatal
         return self.execute(action)
 
-    def execute(self, action: ActionDef) -> list[CaseResult]:
-        """Run one action on the leased board; a failed setup action becomes ``fatal``."""
+    def execute(self, action: ActionDef, on_cases: Callable[[list[CaseResult]], None] | None = None
+                ) -> list[CaseResult]:
+        """Run one action on the leased board; a failed setup action becomes ``fatal``.
+        ``on_cases`` gets the test cases the action reports, as they finish."""
         deadline = self.deadline.child(self.job.action_timeout(action), action.command)
-        ctx = ActionContext(self, action, deadline)
+        ctx = ActionContext(self, action, deadline, on_cases=on_cases)
         assert self.results is not None
         shown = self.options.masker.mask(repr(action.masked_parameters()))
         self.note(f"[ACTION-B] {action.command} is started with {shown}")

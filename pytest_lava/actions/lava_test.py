@@ -289,7 +289,7 @@ def _report(ctx: ActionContext, cases: list[CaseResult], prefix: str = "") -> li
     out = [dataclasses.replace(c, test_case_id=f"{prefix}{c.test_case_id}", attributes=dict(c.attributes))
            for c in cases]
     unique_ids(out, taken)
-    ctx.cases.extend(out)
+    ctx.report(out)
     return out
 
 
