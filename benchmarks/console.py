@@ -32,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pexpect  # noqa: E402
 import pexpect.fdpexpect  # noqa: E402
 
-from pytest_lava.connections import TcpConnection  # noqa: E402
-from pytest_lava.console import Console  # noqa: E402
-from pytest_lava.consolelog import ConsoleLog  # noqa: E402
-from pytest_lava.deadline import Deadline  # noqa: E402
+from pytest_lava.console.connections import TcpConnection  # noqa: E402
+from pytest_lava.console.engine import Console  # noqa: E402
+from pytest_lava.console.log import ConsoleLog  # noqa: E402
+from pytest_lava.core.deadline import Deadline  # noqa: E402
 
 MARKER = b"BENCH-END-4242\r\n"
 MARKER_RE = rb"BENCH-END-(\d+)"

@@ -22,7 +22,7 @@ from .submit import KINDS, TOKEN_ENV, resolve_token
 
 
 def _resubmit(args: argparse.Namespace) -> int:
-    from .secrets import Masker
+    from .core.secrets import Masker
     from .submit import spool
 
     option_token = args.token

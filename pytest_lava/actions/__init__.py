@@ -14,7 +14,7 @@ import difflib
 from functools import cache
 from importlib.metadata import entry_points
 
-from ..errors import ConfigurationError
+from ..core.errors import ConfigurationError
 from .catalog import BUILTIN
 from .spec import SETUP, SUBMIT, TEST, ActionSpec, Param
 

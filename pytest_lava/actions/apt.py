@@ -17,7 +17,7 @@ import re
 import shlex
 from typing import Any
 
-from ..errors import JobError
+from ..core.errors import JobError
 from .implementations import implements
 
 SOURCES_DIR = "etc/apt/sources.list.d"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import LavaError
+from ..core.errors import LavaError
 from .implementations import implements
 
 

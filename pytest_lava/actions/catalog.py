@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ProblemList
+from ..core.errors import ProblemList
 from .spec import SETUP, SUBMIT, TEST, ActionSpec, Param, excludes, non_empty, one_of, requires
 
 URL_SCHEMES = ("http", "https", "file")
@@ -78,7 +78,7 @@ def _testdef_repos(params: dict[str, Any], problems: ProblemList, path: str) -> 
 def _testdefs(params: dict[str, Any], problems: ProblemList, path: str) -> None:
     """Inline and built-in definitions are checked with the job, before anything touches a board
     (URLs, paths and repositories are fetched at run time)."""
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..testdefs.load import load_builtin, load_inline
 
     for i, entry in enumerate(params.get("testdefs") or []):

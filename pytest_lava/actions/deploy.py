@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import check_tar, decompress, partition_tar, read_hwpack_meta, replace_kernel
+from ..artifacts.download import DownloadCache, default_cache_dir
+from ..artifacts.imageserver import image_server
 from ..boards.driver import ImageFormat, job_error
-from ..download import DownloadCache, default_cache_dir
-from ..errors import JobError
-from ..imageserver import image_server
-from ..secrets import redact_url
+from ..core.errors import JobError
+from ..core.secrets import redact_url
 from .implementations import implements
 
 HWPACK_META_LIMIT = 1 << 20  # the hwpack's HWPACK file is a few lines of KEY=VALUE

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..boards.driver import BoardState
-from ..consoletext import ConsoleInactivity, ConsoleTimeout
-from ..deadline import Deadline
-from ..errors import InfrastructureError, JobError, LavaError, TestFailure
-from ..results import Attachment, CaseResult, TestRun
+from ..console.text import ConsoleInactivity, ConsoleTimeout
+from ..core.deadline import Deadline
+from ..core.errors import InfrastructureError, JobError, LavaError, TestFailure
+from ..results.model import Attachment, CaseResult, TestRun
 from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, test_dirname
 from ..testdefs.load import load_git, load_inline, load_url, resolve
 from ..testdefs.model import LAVA_TEST, TestDefinition
@@ -36,8 +36,8 @@ from ..testdefs.parse import CaseCollector, unique_ids
 from .implementations import implements
 
 if TYPE_CHECKING:
-    from ..runner import ActionContext
-    from ..shell import ShellSession
+    from ..console.shell import ShellSession
+    from ..jobs.runner import ActionContext
 
 RECOVER_TIMEOUT = 60.0
 RECOVER_ATTEMPT = 10.0  # seconds for each "Ctrl-C, then true" try

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ProblemList
+from ..core.errors import ProblemList
 
 # what an action is, for the plugin: a setup fixture, a test item, or a submit at session end
 SETUP, TEST, SUBMIT = "setup", "test", "submit"

@@ -36,7 +36,7 @@ monkeypatches that module. The ``MAX_*`` names re-exported here are copies of th
 
 from __future__ import annotations
 
-from ..errors import ArtifactError
+from ..core.errors import ArtifactError
 from .compress import compression_of, decompress
 from .deb import deb_data, deb_files
 from .disks import filesystem_of, partition_tar

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from ..deadline import Deadline
-from ..errors import ArtifactError, InfrastructureError
+from ..core.deadline import Deadline
+from ..core.errors import ArtifactError, InfrastructureError
 from . import limits
 from .limits import CHUNK, _size
 

@@ -8,7 +8,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ArtifactError, InfrastructureError
+from ..core.errors import ArtifactError, InfrastructureError
 from . import limits
 from .compress import _Capped
 from .extract import _Extractor

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..deadline import Deadline
-from ..errors import ArtifactError
+from ..core.deadline import Deadline
+from ..core.errors import ArtifactError
 from .extfs import _ext_take
 from .extract import Log
 from .fat import _Fat

@@ -9,8 +9,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from ..deadline import Deadline
-from ..errors import ArtifactError, InfrastructureError
+from ..core.deadline import Deadline
+from ..core.errors import ArtifactError, InfrastructureError
 from . import limits
 from .fsnames import _check_entry, _show
 from .partitions import Partition

@@ -10,7 +10,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ArtifactError, InfrastructureError
+from ..core.errors import ArtifactError, InfrastructureError
 from . import limits
 from .compress import compression_of
 from .limits import CHUNK, _size

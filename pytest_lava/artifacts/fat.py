@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ..deadline import Deadline
-from ..errors import ArtifactError
+from ..core.deadline import Deadline
+from ..core.errors import ArtifactError
 from . import limits
 from .fsnames import _check_entry
 from .limits import _size

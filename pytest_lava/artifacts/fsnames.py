@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ArtifactError
+from ..core.errors import ArtifactError
 
 
 def _show(name: bytes) -> str:

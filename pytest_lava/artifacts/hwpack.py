@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import ArtifactError
+from ..core.errors import ArtifactError
 from . import limits
 from .deb import deb_files
 from .extract import Log, safe_extract

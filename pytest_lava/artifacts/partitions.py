@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArtifactError
+from ..core.errors import ArtifactError
 from . import limits
 
 

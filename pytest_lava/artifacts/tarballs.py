@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from ..errors import ArtifactError
+from ..core.errors import ArtifactError
 from . import limits
 from .compress import _DECOMPRESSORS, _Capped, compression_of
 from .limits import _size

@@ -15,7 +15,7 @@ A board type declares which actions it runs (``supported``, a set of action comm
 check an accepted action's parameters against a board (``check_parameters``). Plan validation
 (``--lava-validate`` and the pre-flight check) uses both, so an action a board cannot run is a
 clear job error before anything touches a board; at run time the same mistake is a
-:class:`~pytest_lava.errors.JobError` (:func:`job_error`), which never counts against a board's
+:class:`~pytest_lava.core.errors.JobError` (:func:`job_error`), which never counts against a board's
 health.
 """
 
@@ -26,7 +26,7 @@ from functools import cache
 from importlib import import_module
 from importlib.metadata import entry_points
 
-from ..errors import ConfigurationError
+from ..core.errors import ConfigurationError
 from .driver import BoardDriver, BoardState, ImageFormat, job_error
 
 BoardType = BoardDriver  # the name used before the driver contract; kept for labs' conftest.py files

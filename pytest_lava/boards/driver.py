@@ -24,14 +24,14 @@ from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
 
 from ..actions.spec import SUBMIT
-from ..consoletext import ConsoleTimeout
-from ..errors import InfrastructureError, JobError, ProblemList
+from ..console.text import ConsoleTimeout
+from ..core.errors import InfrastructureError, JobError, ProblemList
 
 if TYPE_CHECKING:
-    from ..device import Device
-    from ..job import ActionDef
-    from ..runner import ActionContext, JobRun
-    from ..shell import ShellSession
+    from ..console.shell import ShellSession
+    from ..devices.device import Device
+    from ..jobs.job import ActionDef
+    from ..jobs.runner import ActionContext, JobRun
 
 
 class BoardState(Enum):

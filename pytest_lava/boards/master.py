@@ -19,13 +19,13 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
-from ..consoletext import ConsoleClosed, ConsoleTimeout
-from ..deadline import Deadline
-from ..errors import ConfigurationError, InfrastructureError, JobError, ProblemList
+from ..console.text import ConsoleClosed, ConsoleTimeout
+from ..core.deadline import Deadline
+from ..core.errors import ConfigurationError, InfrastructureError, JobError, ProblemList
 from .driver import BoardDriver, BoardState, ImageFormat, job_error
 
 if TYPE_CHECKING:
-    from ..shell import ShellSession
+    from ..console.shell import ShellSession
 
 REBOOT_MESSAGES = ["Restarting system", "The system is going down", "Will now restart", "U-Boot",
                    "Requesting system reboot", "reboot: Restarting"]

@@ -4,7 +4,7 @@ The deploy action says what to boot (the driver's ``boot_spec``): a disk ``image
 (``deploy_linaro_image``), or ``kernel``/``ramdisk``/``dtb``/``rootfs`` for a direct kernel boot
 (``deploy_linaro_kernel``). ``boot_linaro_image`` starts
 ``<qemu_binary> -M <qemu_machine_type> -m <qemu_memory> <qemu_options...> <what the deploy gave>``
-with the console on a TCP port of 127.0.0.1 (:class:`~pytest_lava.ptyconn.ProcessConnection`; not stdio:
+with the console on a TCP port of 127.0.0.1 (:class:`~pytest_lava.console.pty.ProcessConnection`; not stdio:
 QEMU maps LF to CR LF on a terminal)
 and waits for ``tester_str``. An option the deploy gives (``-kernel``, ``-initrd``, ``-dtb``)
 replaces the device's own; the device's ``-append`` is kept and job ``options`` are added to it.
@@ -20,11 +20,11 @@ import socket
 from subprocess import Popen
 from typing import TYPE_CHECKING
 
-from ..errors import InfrastructureError
+from ..core.errors import InfrastructureError
 from .driver import BoardDriver, BoardState, ImageFormat, job_error
 
 if TYPE_CHECKING:
-    from ..shell import ShellSession
+    from ..console.shell import ShellSession
 
 
 def free_port() -> int:
@@ -111,7 +111,7 @@ class QemuBoard(BoardDriver):
                 self.stop(ctx)
                 port = free_port()
                 argv = qemu_argv(dev, spec or {}, list(options), port)
-                from ..ptyconn import ProcessConnection
+                from ..console.pty import ProcessConnection
 
                 conn = ProcessConnection(argv, port=port, name=f"{dev.name} qemu", cwd=ctx.run.options.rootdir,
                                          output=ctx.board.log_dir / "qemu-output.log", log=ctx.board.log)
@@ -145,7 +145,7 @@ class QemuBoard(BoardDriver):
         ctx.board.close_console("qemu stopped")  # a ProcessConnection kills its process
         proc, self.process = self.process, None
         if proc is not None:
-            from ..ptyconn import kill_process
+            from ..console.pty import kill_process
 
             kill_process(proc)
 
@@ -161,7 +161,7 @@ class QemuBoard(BoardDriver):
         if board is not None:
             board.close_console("job finished")
         if proc is not None:
-            from ..ptyconn import kill_process
+            from ..console.pty import kill_process
 
             status = kill_process(proc)
             run.note(f"{run.device.name}: qemu (pid {proc.pid}) stopped, status {status}")

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from ..errors import LavaError
-from ..secrets import Masker
+from ..core.errors import LavaError
+from ..core.secrets import Masker
 
 TOKEN_ENV = "LAVA_TOKEN"
 KINDS = ("xmlrpc", "squad")

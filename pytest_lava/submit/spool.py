@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..secrets import Masker
+from ..core.secrets import Masker
 from . import SubmitOutcome, SubmitTarget, deliver
 
 BUNDLE = "bundle.json"

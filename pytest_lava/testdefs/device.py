@@ -22,10 +22,10 @@ import re
 import shlex
 from collections.abc import Callable
 
-from ..console import ConsoleTimeout
-from ..deadline import Deadline
-from ..errors import InfrastructureError
-from ..shell import ShellSession
+from ..console.engine import ConsoleTimeout
+from ..console.shell import ShellSession
+from ..core.deadline import Deadline
+from ..core.errors import InfrastructureError
 from .model import TestDefinition
 from .transfer import ConsoleTransfer
 

@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..errors import InfrastructureError, JobError
-from ..loader import parse_text, read_document
+from ..core.errors import InfrastructureError, JobError
+from ..jobs.loader import parse_text, read_document
 from .model import TestDefinition, definition_from_data, definition_from_document
 
 LIBRARY_PACKAGE = "pytest_lava.testdefs"

@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import JobError, ProblemList, describe_value
-from ..loader import Document
+from ..core.errors import JobError, ProblemList, describe_value
+from ..jobs.loader import Document
 
 FORMAT_1_0 = "Lava-Test Test Definition 1.0"
 LAVA_TEST, TESTDEF_1_0 = "lava-test", "testdef-1.0"

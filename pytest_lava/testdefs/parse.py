@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..results import CaseResult
+from ..results.model import CaseResult
 from .model import LAVA_TEST, RESULTS, TestDefinition
 
 SIGNAL_PREFIX = "<LAVA_SIGNAL_"

@@ -22,10 +22,10 @@ import hashlib
 import re
 import shlex
 
-from ..console import ConsoleTimeout
-from ..deadline import Deadline
-from ..errors import InfrastructureError
-from ..shell import ShellSession
+from ..console.engine import ConsoleTimeout
+from ..console.shell import ShellSession
+from ..core.deadline import Deadline
+from ..core.errors import InfrastructureError
 
 EOF_MARK = "LAVA_XFER_EOF"
 BLOCK_BYTES = 1536  # sent before waiting for the echo

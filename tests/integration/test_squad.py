@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.results import CaseResult, JobResults, TestRun
-from pytest_lava.secrets import Masker
+from pytest_lava.core.secrets import Masker
+from pytest_lava.results.model import CaseResult, JobResults, TestRun
 from pytest_lava.submit import SubmitTarget, submit_bundle
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import squad_server  # noqa: E402
+from tests.integration import squad_server
 
 pytestmark = [
     pytest.mark.integration,

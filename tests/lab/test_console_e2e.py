@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from pytest_lava.board import Board
-from pytest_lava.console import ConsoleClosed, ConsoleDeath, ConsoleTimeout
-from pytest_lava.deadline import Deadline, Watchdog
-from pytest_lava.devices import load_devices
-from pytest_lava.shell import CommandFailed, ShellSession
+from pytest_lava.boards.board import Board
+from pytest_lava.console.engine import ConsoleClosed, ConsoleDeath, ConsoleTimeout
+from pytest_lava.console.shell import CommandFailed, ShellSession
+from pytest_lava.core.deadline import Deadline, Watchdog
+from pytest_lava.devices.directory import load_devices
 
 pytestmark = pytest.mark.lab
 

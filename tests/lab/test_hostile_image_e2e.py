@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pytest_lava.session import default_state_dir
+from pytest_lava.plugin.session import default_state_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BOARD = "arm64-01"

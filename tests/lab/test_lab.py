@@ -38,7 +38,7 @@ def test_device_files_match_the_lab_ports() -> None:
 
 
 def test_devices_load_with_the_harness_loader() -> None:
-    from pytest_lava.devices import load_devices
+    from pytest_lava.devices.directory import load_devices
 
     names = set(load_devices(REPO / "devices").devices)
     assert {"x86-01", "arm64-01", "arm64-02", "qemu-x86_64-01"} <= names

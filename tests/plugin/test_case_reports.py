@@ -20,9 +20,7 @@ from tests.unit.fake_busybox import BUSYBOX, PROMPT_RE, make_applet_dir, shell_a
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
 REPO = Path(__file__).resolve().parents[2]
 
-CONFTEST = f"""
-import sys
-sys.path.insert(0, {str(REPO)!r})
+CONFTEST = """
 from tests.unit.fake_busybox import FakeBusyboxBoard
 
 
@@ -31,7 +29,7 @@ def pytest_lava_board_type(name):  # a lab's own board type: no entry point, no 
 
 
 def _say(ctx, params):
-    from pytest_lava.results import CaseResult
+    from pytest_lava.results.model import CaseResult
 
     out = ctx.test_shell().check_output("echo said-" + str(params["word"]), ctx.deadline)
     ctx.cases.append(CaseResult("said", "pass" if "said-" + str(params["word"]) in out else "fail"))
@@ -40,13 +38,13 @@ def _say(ctx, params):
 def pytest_lava_actions():  # a lab's own action, from its conftest.py
     from pytest_lava.actions.spec import TEST, ActionSpec, Param
 
-    return [ActionSpec("lab_say", TEST, params={{"word": Param(str, required=True)}}, run=_say,
+    return [ActionSpec("lab_say", TEST, params={"word": Param(str, required=True)}, run=_say,
                        item_label=lambda p: str(p.get("word", "")))]
 
 
 def pytest_lava_bundle(bundle, job):  # a lab amends every bundle before it is written
     for run in bundle["test_runs"]:
-        run.setdefault("attributes", {{}})["lab.site"] = "conftest-" + job.name
+        run.setdefault("attributes", {})["lab.site"] = "conftest-" + job.name
 """
 
 JOB = """
@@ -73,8 +71,9 @@ actions:
 
 
 @pytest.fixture
-def lab(pytester: pytest.Pytester) -> pytest.Pytester:
+def lab(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     root = pytester.path
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the inner pytest imports tests.unit.fake_busybox
     bindir = make_applet_dir(root / "fakebin")
     home = root / "fakehome"
     home.mkdir()

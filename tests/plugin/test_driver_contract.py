@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_lava.boards import BoardDriver, BoardState, ImageFormat, make_board_type
-from pytest_lava.deadline import Deadline
-from pytest_lava.errors import ConfigurationError, JobError
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import ConfigurationError, JobError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 REPO = Path(__file__).resolve().parents[2]
@@ -66,8 +66,9 @@ def test_validation_does_not_load_the_console_engine(tmp_path: Path) -> None:
         "import sys, pytest\n"
         "rc = pytest.main(['-q', '-p', 'no:cacheprovider', '--lava-validate', '--lava-job', 'job.yaml',"
         " '--lava-devices', 'lab'])\n"
-        "engine = [m for m in ('pytest_lava.console', 'pytest_lava.connections', 'pytest_lava.ptyconn',"
-        " 'pytest_lava.shell', 'pytest_lava.artifacts', 'pytest_lava.actions.deploy') if m in sys.modules]\n"
+        "engine = [m for m in ('pytest_lava.console.engine', 'pytest_lava.console.connections',"
+        " 'pytest_lava.console.pty', 'pytest_lava.console.shell', 'pytest_lava.artifacts.tarballs',"
+        " 'pytest_lava.actions.deploy') if m in sys.modules]\n"
         "print('RC', int(rc), 'ENGINE', engine)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)

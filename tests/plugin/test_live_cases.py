@@ -10,7 +10,7 @@ import json
 import os
 
 from pytest_lava.boards import BoardDriver
-from pytest_lava.results import CaseResult
+from pytest_lava.results.model import CaseResult
 
 EVENTS = []
 

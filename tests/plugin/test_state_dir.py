@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.pool import BoardPool
-from pytest_lava.session import default_state_dir
+from pytest_lava.devices.pool import BoardPool
+from pytest_lava.plugin.session import default_state_dir
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -56,7 +56,7 @@ def test_other_device_directories_are_other_labs(tmp_path: Path) -> None:
 
 def test_a_lease_taken_by_one_run_is_seen_by_another(tmp_path: Path) -> None:
     """The same state directory means the same flock: a second pool cannot take a held board."""
-    from pytest_lava.device import Device
+    from pytest_lava.devices.device import Device
 
     state = default_state_dir(tmp_path / "devices")
     devices = {"b1": Device(name="b1", device_type="t")}

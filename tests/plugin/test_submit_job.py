@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-from dashboard_stub import DashboardStub  # noqa: E402
+from pytest_lava.testing import SimLab
+from tests.dashboard_stub import DashboardStub
 
-from pytest_lava.testing import SimLab  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 TOKEN = "tok-5ecret-9f8e7d"
 

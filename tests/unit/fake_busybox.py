@@ -18,11 +18,11 @@ import shutil
 from pathlib import Path
 
 from pytest_lava.boards import BoardDriver, BoardState
-from pytest_lava.connections import PtyConnection
-from pytest_lava.console import Console
-from pytest_lava.deadline import Deadline
-from pytest_lava.device import Device
-from pytest_lava.shell import ShellSession
+from pytest_lava.console.connections import PtyConnection
+from pytest_lava.console.engine import Console
+from pytest_lava.console.shell import ShellSession
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.devices.device import Device
 
 BUSYBOX = shutil.which("busybox")
 PROMPT = "root@linaro:~# "

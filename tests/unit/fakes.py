@@ -19,10 +19,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from pytest_lava.connections import ConnectionLost
-from pytest_lava.console import Console
-from pytest_lava.consolelog import ConsoleLog
-from pytest_lava.deadline import Deadline
+from pytest_lava.console.connections import ConnectionLost
+from pytest_lava.console.engine import Console
+from pytest_lava.console.log import ConsoleLog
+from pytest_lava.core.deadline import Deadline
 
 DROP = object()  # script item: the connection drops here
 

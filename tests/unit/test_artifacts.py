@@ -26,7 +26,7 @@ from pytest_lava.artifacts import (
     replace_kernel,
     safe_extract,
 )
-from pytest_lava.deadline import Deadline
+from pytest_lava.core.deadline import Deadline
 
 
 @pytest.mark.parametrize("opener,name", [(gzip.open, "gz"), (bz2.open, "bz2"), (lzma.open, "xz"), (open, None)])

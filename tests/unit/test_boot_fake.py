@@ -14,13 +14,13 @@ from fakes import ScriptedConnection
 from pytest_lava.actions import apt as apt_action
 from pytest_lava.actions import boot as boot_action
 from pytest_lava.actions import deploy as deploy_action
-from pytest_lava.board import Board
+from pytest_lava.boards.board import Board
 from pytest_lava.boards.driver import BoardState, DeployStepFailed
 from pytest_lava.boards.master import BootFailed, MasterBoard, apply_boot_options, render_prompt
 from pytest_lava.boards.qemu import qemu_argv
-from pytest_lava.deadline import Deadline
-from pytest_lava.device import Device
-from pytest_lava.errors import ConfigurationError, InfrastructureError, JobError
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import ConfigurationError, InfrastructureError, JobError
+from pytest_lava.devices.device import Device
 
 PROMPTS = {"master": b"root@master:~# \x1b[6n", "test": b"root@linaro:/# \x1b[6n"}
 BOOT_CMDS = ["setenv bootargs 'console=ttyAMA0 root=/dev/vda5 rootwait'", "load virtio 0:3 ${kernel_addr_r} /Image",

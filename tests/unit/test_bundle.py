@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava import bundle as B
+from pytest_lava.results import bundle as B
 
 DOCS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "bundle-format" / "test_documents"
 if not DOCS.is_dir():  # CI clones main with shared/ beside it; a developer's tree too

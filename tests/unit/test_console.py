@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from fakes import DROP, ScriptedConnection, make_console
 
-from pytest_lava.connections import TcpConnection
-from pytest_lava.console import (
+from pytest_lava.console.connections import TcpConnection
+from pytest_lava.console.engine import (
     ConsoleClosed,
     ConsoleDeath,
     ConsoleInactivity,
     ConsoleTimeout,
 )
-from pytest_lava.consolelog import ConsoleLog, live_printer
-from pytest_lava.deadline import Deadline, DeadlineExceeded, Watchdog
-from pytest_lava.ptyconn import PtyConnection
+from pytest_lava.console.log import ConsoleLog, live_printer
+from pytest_lava.console.pty import PtyConnection
+from pytest_lava.core.deadline import Deadline, DeadlineExceeded, Watchdog
 
 
 def test_marker_split_across_chunks() -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from fakes import DROP, ScriptedConnection, make_console
 
-from pytest_lava.connections import ReconnectBackoff, TcpConnection
-from pytest_lava.console import ConsoleClosed
-from pytest_lava.consolelog import ConsoleLog
-from pytest_lava.deadline import Deadline
-from pytest_lava.ptyconn import PtyConnection, _kill_process, kill_process
+from pytest_lava.console.connections import ReconnectBackoff, TcpConnection
+from pytest_lava.console.engine import ConsoleClosed
+from pytest_lava.console.log import ConsoleLog
+from pytest_lava.console.pty import PtyConnection, _kill_process, kill_process
+from pytest_lava.core.deadline import Deadline
 
 FAILURE = b"\r\nDevice open failure: Device or resource busy\r\n"
 

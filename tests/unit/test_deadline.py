@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from pytest_lava.deadline import Deadline, DeadlineExceeded, Watchdog
-from pytest_lava.errors import InfrastructureError, kind_of
+from pytest_lava.core.deadline import Deadline, DeadlineExceeded, Watchdog
+from pytest_lava.core.errors import InfrastructureError, kind_of
 
 
 def test_child_takes_the_earlier_deadline() -> None:

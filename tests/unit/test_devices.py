@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.devices import load_devices, split_old_list
-from pytest_lava.errors import ConfigurationError, JobError
+from pytest_lava.core.errors import ConfigurationError, JobError
+from pytest_lava.devices.directory import load_devices, split_old_list
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.deadline import Deadline
-from pytest_lava.download import ArtifactDownloadError, ChecksumMismatch, DownloadCache, DownloadError
-from pytest_lava.errors import InfrastructureError, JobError, kind_of
+from pytest_lava.artifacts.download import ArtifactDownloadError, ChecksumMismatch, DownloadCache, DownloadError
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import InfrastructureError, JobError, kind_of
 
 FILES = {"/a.tar": b"A" * 300_000, "/b.bin": b"B" * 1000}
 
@@ -157,7 +157,7 @@ def test_passwords_in_urls_are_never_shown(server: Server, tmp_path: Path) -> No
 
 
 def test_redact_url() -> None:
-    from pytest_lava.secrets import redact_url
+    from pytest_lava.core.secrets import redact_url
 
     assert redact_url("https://u:p@h:8/a?b=1#c") == "https://<HIDDEN>@h:8/a?b=1#c"
     assert redact_url("http://token@h/x") == "http://<HIDDEN>@h/x"
@@ -222,7 +222,7 @@ def test_concurrent_processes_download_once(tmp_path: Path) -> None:
 
 
 def test_waiting_for_a_lock_obeys_the_deadline(tmp_path: Path) -> None:
-    from pytest_lava.download import locked
+    from pytest_lava.artifacts.download import locked
 
     lock = tmp_path / "x.lock"
     with locked(lock, Deadline(5, "a"), "x"):
@@ -233,7 +233,7 @@ def test_waiting_for_a_lock_obeys_the_deadline(tmp_path: Path) -> None:
 
 
 def test_only_http_https_file(tmp_path: Path) -> None:
-    from pytest_lava.errors import JobError
+    from pytest_lava.core.errors import JobError
 
     with pytest.raises(JobError, match="only http, https and file"):
         DownloadCache(tmp_path).fetch("ftp://example.org/x", Deadline(5, "t"))

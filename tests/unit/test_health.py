@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from pytest_lava.health import BoardHealth
+from pytest_lava.devices.health import BoardHealth
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
         """
         import sys
         from pathlib import Path
-        from pytest_lava.health import BoardHealth
+        from pytest_lava.devices.health import BoardHealth
         h = BoardHealth(Path(sys.argv[1]))
         for _ in range(50):
             h.record("b", infrastructure_failure=True, health_check=False, passed=False, threshold=0)

@@ -35,8 +35,8 @@ from pytest_lava.artifacts import (
     replace_kernel,
     safe_extract,
 )
-from pytest_lava.deadline import Deadline
-from pytest_lava.errors import InfrastructureError, JobError, kind_of
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import InfrastructureError, JobError, kind_of
 
 needs_e2fs = pytest.mark.skipif(not (shutil.which("mkfs.ext4") and shutil.which("debugfs")),
                                 reason="needs e2fsprogs (mkfs.ext4, debugfs)")

@@ -27,17 +27,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_lava import submit as submit_pkg
-from pytest_lava.errors import JobError
-from pytest_lava.imageserver import ImageServer
-from pytest_lava.job import load_job
-from pytest_lava.loader import MAX_DEPTH, parse_text
-from pytest_lava.results import JobResults
-from pytest_lava.secrets import Masker
+from pytest_lava.artifacts.imageserver import ImageServer
+from pytest_lava.core.errors import JobError
+from pytest_lava.core.secrets import Masker
+from pytest_lava.jobs.job import load_job
+from pytest_lava.jobs.loader import MAX_DEPTH, parse_text
+from pytest_lava.results.model import JobResults
 from pytest_lava.submit import SubmitTarget, spool, submit_bundle
 from pytest_lava.testdefs.parse import find_signal, signal_fields
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dashboard_stub import DashboardStub  # noqa: E402
+from tests.dashboard_stub import DashboardStub
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "hostile-tok-5f0e2b7c91"

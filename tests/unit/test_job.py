@@ -9,9 +9,9 @@ import pytest
 
 from pytest_lava.actions import registry
 from pytest_lava.actions.spec import SETUP, SUBMIT, TEST
-from pytest_lava.errors import JobError
-from pytest_lava.job import HIDDEN, Job, job_from_document, load_job
-from pytest_lava.loader import parse_text
+from pytest_lava.core.errors import JobError
+from pytest_lava.jobs.job import HIDDEN, Job, job_from_document, load_job
+from pytest_lava.jobs.loader import parse_text
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 HWPACK = "http://example.org/hwpack_linaro-panda_armel.tar.gz"
@@ -244,8 +244,8 @@ def test_json_lines_only_when_needed() -> None:
 
 
 def test_device_tags_must_be_a_list_of_strings(tmp_path: Path) -> None:
-    from pytest_lava.errors import JobError
-    from pytest_lava.job import load_job
+    from pytest_lava.core.errors import JobError
+    from pytest_lava.jobs.job import load_job
 
     path = tmp_path / "job.yaml"
     path.write_text("timeout: 10\ndevice_tags: x86\nactions:\n  - command: boot_master_image\n")

@@ -21,17 +21,17 @@ from fake_busybox import BUSYBOX, make_applet_dir, start_shell, stop
 from pytest_lava.actions import apt as apt_action
 from pytest_lava.actions.spec import SETUP, ActionSpec
 from pytest_lava.boards.master import MasterBoard, apply_boot_options, boot_option_problem
-from pytest_lava.deadline import Deadline
-from pytest_lava.device import Device
-from pytest_lava.devices import DeviceSet
-from pytest_lava.errors import ArtifactError, ConfigurationError, InfrastructureError, JobError, LavaBug
-from pytest_lava.health import BoardHealth
-from pytest_lava.job import ActionDef, Job, job_from_document, load_job, safe_component
-from pytest_lava.loader import Document
-from pytest_lava.plan import Plan
-from pytest_lava.pool import BoardPool
-from pytest_lava.results import job_results_dir
-from pytest_lava.runner import JobRun, RunOptions
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import ArtifactError, ConfigurationError, InfrastructureError, JobError, LavaBug
+from pytest_lava.devices.device import Device
+from pytest_lava.devices.directory import DeviceSet
+from pytest_lava.devices.health import BoardHealth
+from pytest_lava.devices.pool import BoardPool
+from pytest_lava.jobs.job import ActionDef, Job, job_from_document, load_job, safe_component
+from pytest_lava.jobs.loader import Document
+from pytest_lava.jobs.plan import Plan
+from pytest_lava.jobs.runner import JobRun, RunOptions
+from pytest_lava.results.model import job_results_dir
 
 BOOT_CMDS = ["setenv bootargs 'console=ttyAMA0 root=/dev/vda5'", "run loadkernel", "booti ${kernel_addr_r}"]
 

@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_lava.actions import registry
-from pytest_lava.device import Device
-from pytest_lava.devices import DeviceSet
-from pytest_lava.errors import JobError
-from pytest_lava.job import Job, job_from_document, load_job
-from pytest_lava.loader import Document, parse_text
-from pytest_lava.plan import Plan
+from pytest_lava.core.errors import JobError
+from pytest_lava.devices.device import Device
+from pytest_lava.devices.directory import DeviceSet
+from pytest_lava.jobs.job import Job, job_from_document, load_job
+from pytest_lava.jobs.loader import Document, parse_text
+from pytest_lava.jobs.plan import Plan
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

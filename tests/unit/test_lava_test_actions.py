@@ -12,8 +12,8 @@ import pytest
 from pytest_lava.actions import registry
 from pytest_lava.actions.lava_test import LavaTestState, TestRunFailed, state
 from pytest_lava.boards import BoardState
-from pytest_lava.deadline import Deadline
-from pytest_lava.results import JobResults
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.results.model import JobResults
 from tests.unit.fake_busybox import BUSYBOX, fake_device, start_shell, stop
 
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")

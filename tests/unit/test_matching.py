@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pytest_lava.matching import Waiter, as_matchers, literal_prefix
+from pytest_lava.console.matching import Waiter, as_matchers, literal_prefix
 
 STREAM = (b"boot noise LAVA_END_7 not-a-digit\r\n" + b"x" * 300 + b"LAVA_END_7 " + b"y" * 40
           + b"LAVA_END_7 42\r\nroot@linaro:~# Kernel panic - not syncing\r\n")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.deadline import Deadline
-from pytest_lava.device import Device
-from pytest_lava.health import BoardHealth
-from pytest_lava.pool import BoardPool, Lease, NoBoardAvailable, NoMatchingBoard
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.devices.device import Device
+from pytest_lava.devices.health import BoardHealth
+from pytest_lava.devices.pool import BoardPool, Lease, NoBoardAvailable, NoMatchingBoard
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def test_no_matching_board_fails_at_once_with_the_choices(pool: BoardPool) -> No
 
 
 def test_check_request_is_a_configuration_error(pool: BoardPool) -> None:
-    from pytest_lava.errors import ConfigurationError
+    from pytest_lava.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="jobs/a.yaml.*no board of type 'riscv'"):
         pool.check_request(target=None, device_type="riscv", source="jobs/a.yaml")
@@ -133,9 +133,9 @@ def test_a_waiter_gets_the_board_when_it_is_released(pool: BoardPool) -> None:
         """
         import sys, time
         from pathlib import Path
-        from pytest_lava.device import Device
-        from pytest_lava.pool import BoardPool
-        from pytest_lava.deadline import Deadline
+        from pytest_lava.devices.device import Device
+        from pytest_lava.devices.pool import BoardPool
+        from pytest_lava.core.deadline import Deadline
         pool = BoardPool({"b": Device(name="b", device_type="t")}, Path(sys.argv[1]))
         lease = pool.acquire(target="b", device_type=None, deadline=Deadline(5, "h"))
         print("held", flush=True)
@@ -164,9 +164,9 @@ def test_sigkill_of_the_holder_frees_the_board_within_a_second(pool: BoardPool) 
         """
         import sys, time
         from pathlib import Path
-        from pytest_lava.device import Device
-        from pytest_lava.pool import BoardPool
-        from pytest_lava.deadline import Deadline
+        from pytest_lava.devices.device import Device
+        from pytest_lava.devices.pool import BoardPool
+        from pytest_lava.core.deadline import Deadline
         pool = BoardPool({"arm-01": Device(name="arm-01", device_type="arm64")}, Path(sys.argv[1]))
         lease = pool.acquire(target="arm-01", device_type=None, deadline=Deadline(5, "h"))
         print("held", flush=True)
@@ -191,9 +191,9 @@ def test_sigkill_of_the_holder_frees_the_board_within_a_second(pool: BoardPool) 
 STRESS_WORKER = """
 import os, random, sys, time
 from pathlib import Path
-from pytest_lava.device import Device
-from pytest_lava.pool import BoardPool
-from pytest_lava.deadline import Deadline
+from pytest_lava.devices.device import Device
+from pytest_lava.devices.pool import BoardPool
+from pytest_lava.core.deadline import Deadline
 state, journal, count, seed = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 devices = {f"b{i}": Device(name=f"b{i}", device_type="sim") for i in range(2)}
 pool = BoardPool(devices, state, poll_interval=0.002)

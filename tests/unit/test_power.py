@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.consolelog import ConsoleLog
-from pytest_lava.deadline import Deadline
-from pytest_lava.device import Device
-from pytest_lava.errors import InfrastructureError
-from pytest_lava.power import PowerControl, PowerError
+from pytest_lava.console.log import ConsoleLog
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import InfrastructureError
+from pytest_lava.devices.device import Device
+from pytest_lava.devices.power import PowerControl, PowerError
 
 
 def dev(**kw: object) -> Device:

@@ -9,9 +9,9 @@ import shutil
 import pytest
 from fakes import make_console
 
-from pytest_lava.deadline import Deadline
-from pytest_lava.errors import InfrastructureError
-from pytest_lava.ptyconn import PtyConnection
+from pytest_lava.console.pty import PtyConnection
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import InfrastructureError
 
 pytestmark = pytest.mark.skipif(shutil.which("cat") is None, reason="needs cat")
 BIG = (b"0123456789abcdef" * 4 + b"\n") * 16384  # ~1 MiB, far over the pty's 4 KiB buffers

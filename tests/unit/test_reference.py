@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from pytest_lava.actions import registry
-from pytest_lava.reference import actions_markdown
+from pytest_lava.jobs.reference import actions_markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -14,7 +14,7 @@ def test_readme_action_reference_is_current() -> None:
     begin = text.index("\n", begin) + 1
     end = text.index("<!-- actions:end -->")
     assert text[begin:end].strip() == actions_markdown().strip(), (
-        "README action reference is stale: regenerate it with python -m pytest_lava.reference")
+        "README action reference is stale: regenerate it with python -m pytest_lava.jobs.reference")
 
 
 def test_every_builtin_action_is_documented() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava import bundle as B
-from pytest_lava.results import Attachment, CaseResult, JobResults, TestRun, scrub_dir
-from pytest_lava.secrets import HIDDEN, Masker
+from pytest_lava.core.secrets import HIDDEN, Masker
+from pytest_lava.results import bundle as B
+from pytest_lava.results.model import Attachment, CaseResult, JobResults, TestRun, scrub_dir
 
 TOKEN = "tok-3f9a0c1d2e"
 

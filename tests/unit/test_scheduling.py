@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pytest_lava.scheduling import JobScheduling
+from pytest_lava.plugin.scheduling import JobScheduling
 
 
 @dataclass
@@ -138,7 +138,7 @@ class FakeConfig:
 
 
 def test_worker_count_from_tx_specs() -> None:
-    from pytest_lava.scheduling import worker_count
+    from pytest_lava.plugin.scheduling import worker_count
 
     assert worker_count(FakeConfig(tx=["popen"] * 3, numprocesses=3)) == 3  # type: ignore[arg-type]
     assert worker_count(FakeConfig(tx=["2*popen", "ssh=lab2//python=python3"])) == 3  # type: ignore[arg-type]
@@ -146,8 +146,8 @@ def test_worker_count_from_tx_specs() -> None:
 
 
 def test_units_of_jobs_variants_and_plain_tests(tmp_path: Path) -> None:
-    from pytest_lava.job import load_job
-    from pytest_lava.scheduling import JobUnits
+    from pytest_lava.jobs.job import load_job
+    from pytest_lava.plugin.scheduling import JobUnits
 
     (tmp_path / "jobs").mkdir()
     job = tmp_path / "jobs" / "km.yaml"

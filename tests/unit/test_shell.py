@@ -7,10 +7,10 @@ import time
 import pytest
 from fakes import ScriptedConnection, ShellResponder, make_console
 
-from pytest_lava.console import ConsoleDeath, ConsoleTimeout
-from pytest_lava.deadline import Deadline
-from pytest_lava.errors import InfrastructureError
-from pytest_lava.shell import CommandFailed, LoginFailed, ShellSession
+from pytest_lava.console.engine import ConsoleDeath, ConsoleTimeout
+from pytest_lava.console.shell import CommandFailed, LoginFailed, ShellSession
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import InfrastructureError
 
 PROMPT = r"root@fake:\S*# "
 
@@ -139,7 +139,7 @@ def test_prompt_timeout_names_prompt_and_tail() -> None:
 
 
 def test_a_command_line_too_long_for_the_board_shell_fails_at_once() -> None:
-    from pytest_lava.shell import CommandTooLong, ShellSession
+    from pytest_lava.console.shell import CommandTooLong, ShellSession
 
     class NoConsole:
         name = "never-used"

@@ -242,12 +242,12 @@ def test_shell_control_commands(shell: tuple[SimShell, list[str]]) -> None:
 
 
 def test_simlab_devices_drive_the_harness_console_shell_and_power(tmp_path: Path) -> None:
-    from pytest_lava.connections import open_connection
-    from pytest_lava.console import Console as HarnessConsole
-    from pytest_lava.deadline import Deadline
-    from pytest_lava.devices import load_devices
-    from pytest_lava.power import PowerControl
-    from pytest_lava.shell import ShellSession
+    from pytest_lava.console.connections import open_connection
+    from pytest_lava.console.engine import Console as HarnessConsole
+    from pytest_lava.console.shell import ShellSession
+    from pytest_lava.core.deadline import Deadline
+    from pytest_lava.devices.directory import load_devices
+    from pytest_lava.devices.power import PowerControl
 
     with SimLab(2, tmp_path, boot_time=0.3) as lab:
         lab.write_devices(tmp_path / "devices", tags=["fake"])

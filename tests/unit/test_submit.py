@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_lava.results import JobResults
-from pytest_lava.secrets import Masker
+from pytest_lava.core.secrets import Masker
+from pytest_lava.results.model import JobResults
 from pytest_lava.submit import SubmitTarget, resolve_token, submit_bundle
 from pytest_lava.submit import squad as squad_sink
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dashboard_stub import DashboardStub  # noqa: E402
+from tests.dashboard_stub import DashboardStub
 
 TOKEN = "dash-tok-8c1e55aa90"
 STREAM = "/private/personal/alice/smoke/"
@@ -277,7 +275,7 @@ def squad_stub():
 
 
 def full_bundle(tmp_path: Path) -> Path:
-    from pytest_lava.results import CaseResult, TestRun
+    from pytest_lava.results.model import CaseResult, TestRun
 
     res = JobResults(job_name="smoke job #1", job_file="smoke.yaml", results_dir=tmp_path / "r",
                      hostname="qemu01", device_type="qemu-x86_64", tags=[], secrets=Masker(["squad-tok-4455"]))

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_lava.errors import JobError
-from pytest_lava.results import CaseResult
+from pytest_lava.core.errors import JobError
+from pytest_lava.results.model import CaseResult
 from pytest_lava.testdefs import (
     CaseCollector,
     library_names,
@@ -135,7 +135,7 @@ def test_load_url_over_http_and_file(tmp_path: Path) -> None:
         port = server.server_address[1]
         d = load_url(f"http://127.0.0.1:{port}/web.yaml", timeout=10)
         assert d.name == "web" and d.source.endswith("/web.yaml") and "test_id: web" in d.text
-        from pytest_lava.errors import InfrastructureError
+        from pytest_lava.core.errors import InfrastructureError
 
         with pytest.raises(InfrastructureError, match="HTTP 404"):
             load_url(f"http://127.0.0.1:{port}/missing.yaml", timeout=10)
@@ -252,7 +252,7 @@ def test_push_and_pull_binary_with_checksums(shell, tmp_path: Path, base64_tool:
 
 @needs_busybox
 def test_runner_runs_a_definition_live_on_busybox(shell, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from pytest_lava.deadline import Deadline
+    from pytest_lava.core.deadline import Deadline
 
     runner = DeviceRunner(shell, str(tmp_path / "rootfs" / "lava"))
     assert runner.install_helpers(30) is True
@@ -275,7 +275,7 @@ def test_runner_runs_a_definition_live_on_busybox(shell, tmp_path: Path) -> None
 def test_load_git_refuses_ssh_and_ext_and_blames_the_job(tmp_path: Path) -> None:
     """A job names the repository: git may not use the harness user's ssh keys or run ext:: commands,
     and a clone that fails is a job error (it never counts against a board's health)."""
-    from pytest_lava.errors import JobError
+    from pytest_lava.core.errors import JobError
 
     marker = tmp_path / "ran"
     for url in ("ssh://git@127.0.0.1:1/x.git", f"ext::sh -c touch% {marker}"):

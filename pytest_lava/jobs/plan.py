@@ -3,7 +3,7 @@ timeout, the boards it may run on. ``describe()`` is what ``--lava-validate`` pr
 
 Building a plan also checks the job against what the chosen boards can do: an action a board
 type does not run (``BoardType.supported``), or parameters it refuses (``check_parameters``:
-unsafe bootloader options, say), is a :class:`~pytest_lava.errors.JobError` naming the field, the
+unsafe bootloader options, say), is a :class:`~pytest_lava.core.errors.JobError` naming the field, the
 board type and the actions it runs, before anything touches a board."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .actions.spec import SETUP, SUBMIT, TEST
-from .device import Device
-from .devices import DeviceSet
-from .errors import ConfigurationError, JobError, Problem, ProblemList
+from ..actions.spec import SETUP, SUBMIT, TEST
+from ..core.errors import ConfigurationError, JobError, Problem, ProblemList
+from ..devices.device import Device
+from ..devices.directory import DeviceSet
 from .job import ActionDef, Job
 
 if TYPE_CHECKING:
-    from .boards import BoardTypeLookup
+    from ..boards import BoardTypeLookup
 
 
 @dataclass
@@ -72,7 +72,7 @@ def board_problems(job: Job, boards: list[Device], lookup: BoardTypeLookup | Non
     """What ``job`` asks that cannot run: an action with no implementation, an action one of the
     board types of ``boards`` cannot run (the pool may give the job any of the boards, and each
     driver's ``accepts`` decides), or parameters a driver refuses."""
-    from .boards import make_board_type
+    from ..boards import make_board_type
 
     problems = ProblemList(str(job.file))
     for action in job.actions:

@@ -34,12 +34,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ..core.errors import ConfigurationError, InfrastructureError
 from .device import Device
-from .errors import ConfigurationError, InfrastructureError
 from .health import BoardHealth, board_file_stem
 
 if TYPE_CHECKING:
-    from .deadline import Deadline
+    from ..core.deadline import Deadline
 
 
 class NoBoardAvailable(InfrastructureError):

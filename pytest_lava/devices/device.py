@@ -1,6 +1,6 @@
 """The device model: one board, with the defaults of its device type applied.
 
-Loading (YAML and the old dispatcher's INI layout) lives in ``devices.py``; this module only
+Loading (YAML and the old dispatcher's INI layout) lives in ``directory.py``; this module only
 defines what a loaded device is, so every other module can depend on it cheaply.
 """
 

@@ -3,8 +3,8 @@ the README's reference cannot drift from what validation accepts (a test compare
 
 from __future__ import annotations
 
-from .actions import registry
-from .actions.spec import SETUP, SUBMIT, TEST
+from ..actions import registry
+from ..actions.spec import SETUP, SUBMIT, TEST
 
 ROLE = {SETUP: "setup (runs before the next test item)", TEST: "test item", SUBMIT: "submit (at the end, always)"}
 

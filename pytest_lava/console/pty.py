@@ -20,10 +20,10 @@ import tty
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..core.deadline import Deadline
+from ..core.errors import ConfigurationError, InfrastructureError
 from .connections import ConnectionLost, TcpConnection, _wait_fd, _write_fd
-from .consolelog import ConsoleLog
-from .deadline import Deadline
-from .errors import ConfigurationError, InfrastructureError
+from .log import ConsoleLog
 
 
 def kill_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> int | None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from .deadline import DeadlineExceeded
-from .errors import InfrastructureError
+from ..core.deadline import DeadlineExceeded
+from ..core.errors import InfrastructureError
 
 _ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
 

@@ -1,7 +1,7 @@
 """A board as actions use it: console (connected lazily), power, shell sessions, one log.
 
-Assembled from a :class:`~pytest_lava.device.Device`. Board types that start their own process
-(QEMU, a simulator) build a :class:`~pytest_lava.connections.ProcessConnection` and hand it to
+Assembled from a :class:`~pytest_lava.devices.device.Device`. Board types that start their own process
+(QEMU, a simulator) build a :class:`~pytest_lava.console.connections.ProcessConnection` and hand it to
 :meth:`Board.attach`; everything else reads ``device.connection``/``connection_command``.
 """
 
@@ -11,13 +11,13 @@ import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
-from .connections import Connection, open_connection
-from .console import Console
-from .consolelog import ConsoleLog
-from .deadline import Deadline, Watchdog
-from .device import Device
-from .power import PowerControl
-from .shell import ShellSession
+from ..console.connections import Connection, open_connection
+from ..console.engine import Console
+from ..console.log import ConsoleLog
+from ..console.shell import ShellSession
+from ..core.deadline import Deadline, Watchdog
+from ..devices.device import Device
+from ..devices.power import PowerControl
 
 
 class Board:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .actions.spec import ActionSpec
-    from .boards import BoardType
-    from .job import Job
+    from ..actions.spec import ActionSpec
+    from ..boards import BoardType
+    from ..jobs.job import Job
 
 
 @pytest.hookspec(firstresult=True)

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..core.errors import ConfigurationError, LavaBug
+from ..core.secrets import Masker
 from . import bundle as B
-from .errors import ConfigurationError, LavaBug
-from .secrets import Masker
 
 LAVA_TEST_ID = "lava"
 SERIAL_LOG = "serial.log"
@@ -140,7 +140,7 @@ class TestRun:
 def job_results_dir(results_root: Path, job_id: str) -> Path:
     """``<results_root>/<job_id>``, verified to be a directory entry *of* ``results_root``: one
     plain path component that, resolved (links followed), is still inside it. ``job_id`` comes
-    from the job file's name (untrusted); :attr:`~pytest_lava.job.Job.id` makes it safe, this
+    from the job file's name (untrusted); :attr:`~pytest_lava.jobs.job.Job.id` makes it safe, this
     checks it again where the path is made."""
     root = Path(results_root)
     if not job_id or job_id in (".", "..") or any(c in job_id for c in ("/", "\\", "\0", os.sep)):

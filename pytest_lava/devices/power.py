@@ -15,10 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from .consolelog import ConsoleLog
-from .deadline import Deadline
+from ..console.log import ConsoleLog
+from ..core.deadline import Deadline
+from ..core.errors import InfrastructureError
 from .device import Device
-from .errors import InfrastructureError
 
 
 class PowerError(InfrastructureError):

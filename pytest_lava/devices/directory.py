@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import ConfigurationError, JobError, Problem, ProblemList
+from ..jobs.loader import read_document
 from .device import Device
-from .errors import ConfigurationError, JobError, Problem, ProblemList
-from .loader import read_document
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Device) if f.name not in ("name", "source", "extra")}
 _HINTS = typing.get_type_hints(Device)

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem
+from ..core.errors import Problem
 
 MAX_DEPTH = 100  # nested mappings/lists; real jobs, devices and test definitions use fewer than 10
 MAX_ALIAS_VALUES = 100_000  # values YAML aliases may add to a document (each use counts its whole node)

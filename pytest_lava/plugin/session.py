@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .devices import DeviceSet, load_devices
-from .errors import InputError, Problem
-from .job import Job, load_job
-from .plan import Plan
-from .runner import JobRun, RunOptions
-from .secrets import Masker
+from ..core.errors import InputError, Problem
+from ..core.secrets import Masker
+from ..devices.directory import DeviceSet, load_devices
+from ..jobs.job import Job, load_job
+from ..jobs.plan import Plan
+from ..jobs.runner import JobRun, RunOptions
 
 if TYPE_CHECKING:
     import pytest
 
-    from .pool import BoardPool
+    from ..devices.pool import BoardPool
 
 
 @dataclass
@@ -127,7 +127,7 @@ class LavaSession:
     @property
     def pool(self) -> BoardPool:
         if self._pool is None:
-            from .pool import BoardPool
+            from ..devices.pool import BoardPool
 
             self._pool = BoardPool(self.devices.devices, self.state_dir)
         return self._pool

@@ -18,13 +18,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..core.deadline import Deadline
+from ..core.errors import InfrastructureError, LavaBug
+from ..devices.device import DEFAULT_DEATH_STRINGS
 from .connections import Connection, ConnectionLost, ReconnectBackoff
-from .consolelog import ConsoleLog
-from .consoletext import ConsoleClosed, ConsoleDeath, ConsoleInactivity, ConsoleTimeout, clean_text
-from .deadline import Deadline
-from .device import DEFAULT_DEATH_STRINGS
-from .errors import InfrastructureError, LavaBug
+from .log import ConsoleLog
 from .matching import ConsoleMatch, Patterns, TextMatch, Waiter, as_matchers
+from .text import ConsoleClosed, ConsoleDeath, ConsoleInactivity, ConsoleTimeout, clean_text
 
 __all__ = [
     "DEFAULT_DEATH_STRINGS",

@@ -16,7 +16,7 @@ with :meth:`DownloadCache.derive`, under the same lock and the same atomic renam
 
 Whose fault a failed fetch is decides whether it counts against the board's health:
 
-* the job's (:class:`ArtifactDownloadError`, an :class:`~pytest_lava.errors.ArtifactError`, kind
+* the job's (:class:`ArtifactDownloadError`, an :class:`~pytest_lava.core.errors.ArtifactError`, kind
   ``job``): an unsupported scheme, HTTP 4xx, a missing ``file:`` path, a checksum mismatch, and
   any failure to talk to a host that is not one of the lab's own;
 * the lab's (:class:`DownloadError`, an ``InfrastructureError``): the lab's own artifact server
@@ -25,7 +25,7 @@ Whose fault a failed fetch is decides whether it counts against the board's heal
   host's disk fails while writing the cache.
 
 A URL may carry a password (``http://user:pass@host/...``): every message raised or logged here
-shows it as ``<HIDDEN>@host`` (:func:`~pytest_lava.secrets.redact_url`).
+shows it as ``<HIDDEN>@host`` (:func:`~pytest_lava.core.secrets.redact_url`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .deadline import Deadline
-from .errors import ArtifactError, InfrastructureError, JobError, LavaError
-from .secrets import Masker, redact_url
+from ..core.deadline import Deadline
+from ..core.errors import ArtifactError, InfrastructureError, JobError, LavaError
+from ..core.secrets import Masker, redact_url
 
 CHUNK = 1 << 20
 PROGRESS_EVERY = 10.0  # seconds between progress lines of a long download

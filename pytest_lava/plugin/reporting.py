@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .results import CaseResult
+    from ..results.model import CaseResult
 
 EXTRA_ATTR = "lava_extra_reports"
 NODEID_ATTR = "lava_nodeid"  # a live report's own node id while it travels from an xdist worker

@@ -10,7 +10,7 @@ one test per unit for ``load`` (the default), by file for ``loadfile``, by class
 ``loadscope``, by ``xdist_group`` for ``loadgroup``.
 
 The controller collects nothing: it learns which job a node id belongs to from the job files
-themselves (:func:`pytest_lava.items.item_paths` is the single source of item names).
+themselves (:func:`pytest_lava.plugin.items.item_paths` is the single source of item names).
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def _pending(work: dict[UnitKey, dict[str, bool]]) -> int:
 
 
 def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any) -> JobScheduling:
-    """The scheduler for a session with LAVA jobs (called from the xdist hook in plugin.py)."""
+    """The scheduler for a session with LAVA jobs (called from the xdist hook in wiring.py)."""
     units = JobUnits(jobs, config.rootpath, str(config.getoption("dist", "load")))
 
     def mismatch(where: str) -> None:

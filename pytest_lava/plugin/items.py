@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .actions.spec import SETUP, TEST
-from .errors import InputError, LavaError, TestFailure
-from .job import ActionDef, Job
+from ..actions.spec import SETUP, TEST
+from ..core.errors import InputError, LavaError, TestFailure
+from ..jobs.job import ActionDef, Job
 from .reporting import case_reports, log_live
 
 if TYPE_CHECKING:
-    from .results import CaseResult
-    from .runner import JobRun
+    from ..jobs.runner import JobRun
+    from ..results.model import CaseResult
     from .session import LavaSession
 
 TIMEOUT_GRACE = 60.0  # pytest-timeout backstop beyond the job timeout

@@ -27,7 +27,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from .errors import LavaError
+from ..core.errors import LavaError
 
 FORMAT_PREFIX = "Dashboard Bundle Format "
 VERSION = "1.3"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .actions import registry, suggest
-from .actions.spec import SUBMIT, TEST, ActionSpec
-from .errors import JobError, Problem, ProblemList, describe_value
+from ..actions import registry, suggest
+from ..actions.spec import SUBMIT, TEST, ActionSpec
+from ..core.errors import JobError, Problem, ProblemList, describe_value
 from .loader import Document, read_document
 
 LOGGING_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")

@@ -33,17 +33,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .deadline import Deadline
+from ..core.deadline import Deadline
 from .items import SESSION_KEY
 
 if TYPE_CHECKING:
-    from .boards import BoardDriver
-    from .console import Console
-    from .devices import DeviceSet
-    from .results import JobResults
-    from .runner import ActionContext, JobRun
+    from ..boards import BoardDriver
+    from ..console.engine import Console
+    from ..console.shell import ShellSession
+    from ..devices.directory import DeviceSet
+    from ..jobs.runner import ActionContext, JobRun
+    from ..results.model import JobResults
     from .session import LavaSession
-    from .shell import ShellSession
 
 DEFAULT_TIMEOUT = 3600.0  # a module's whole time on its board, unless lava_board(timeout=) says
 
@@ -52,7 +52,7 @@ class LavaTarget:
     """A leased board for plain tests: the job run that holds it, and what tests need of it."""
 
     def __init__(self, run: JobRun, test_id: str) -> None:
-        from .results import TestRun
+        from ..results.model import TestRun
 
         self.run = run
         self.test_run = TestRun(test_id=test_id)
@@ -88,7 +88,7 @@ class LavaTarget:
 
     def context(self, deadline: Deadline) -> ActionContext:
         """What board types get: the run and a deadline (no job action: a plain test asked)."""
-        from .runner import ActionContext
+        from ..jobs.runner import ActionContext
 
         return ActionContext(self.run, None, deadline)
 
@@ -100,7 +100,7 @@ class LavaTarget:
 
     def record(self, report: pytest.TestReport, name: str) -> None:
         """A test that used this board becomes a test case of the module's run in the bundle."""
-        from .results import CaseResult
+        from ..results.model import CaseResult
 
         result = {"passed": "pass", "failed": "fail", "skipped": "skip"}.get(report.outcome, "unknown")
         message = "" if report.passed else str(getattr(report, "longreprtext", "") or "")[-2000:]
@@ -112,7 +112,7 @@ class LavaTarget:
 
 def _job_for(request: pytest.FixtureRequest, lava: LavaSession) -> Any:
     """The job a module's plain tests run as: its name, board request and timeout (no actions)."""
-    from .job import Job
+    from ..jobs.job import Job
 
     marker = request.node.get_closest_marker("lava_board")
     kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
@@ -149,7 +149,7 @@ def lava_target(request: pytest.FixtureRequest, lava_session: LavaSession) -> It
     """A board leased for this module's tests (``@pytest.mark.lava_board(device_type=, target=,
     tags=, timeout=)`` or ``--lava-device``); powered off, its results written, released at the
     module's end."""
-    from .plan import Plan
+    from ..jobs.plan import Plan
 
     job = _job_for(request, lava_session)
     boards = lava_session.devices.select(target=job.target, device_type=job.device_type, job_file=str(job.file))

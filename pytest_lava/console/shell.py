@@ -18,9 +18,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .console import Console, ConsoleTimeout, clean_text
-from .deadline import Deadline
-from .errors import InfrastructureError
+from ..core.deadline import Deadline
+from ..core.errors import InfrastructureError
+from .engine import Console, ConsoleTimeout, clean_text
 
 _counter = itertools.count(1)
 

@@ -1,7 +1,7 @@
 """pytest wiring only: options, collection of job files, xdist scheduling, reports, session end.
 
-The logic lives in job.py (model), plan.py, session.py (per-process state), items.py
-(collection), runner.py (one job's run) and the action modules.
+The logic lives in ``jobs/`` (model, plan, one job's run), ``session.py`` (per-process state),
+``items.py`` (collection) and the action modules.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .errors import InputError
+from ..core.errors import InputError
 from .items import SESSION_KEY, JobItem, collector_for
 from .reporting import ExtraReports, attach, step_report
 from .session import JOB_SUFFIXES, LavaSession, options_from
@@ -32,7 +32,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_lava_board_type(name: str) -> object:
     """The built-in board types and those installed with an entry point (conftest.py hooks first)."""
-    from .boards import known_board_type
+    from ..boards import known_board_type
 
     return known_board_type(name)
 
@@ -108,7 +108,7 @@ def _add_hook_actions(config: pytest.Config) -> None:
     if config.stash.get(_ACTIONS_ADDED, False):
         return
     config.stash[_ACTIONS_ADDED] = True
-    from .actions import add_actions
+    from ..actions import add_actions
 
     for specs in config.hook.pytest_lava_actions(config=config):
         if specs:
@@ -167,7 +167,7 @@ def _nodeid_outside_rootdir(config: pytest.Config, path: Path) -> dict[str, str]
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """Under xdist, all items of one job run on one worker, in order (see scheduling.py)."""
+    """Under xdist, all items of one job run on one worker, in order (see plugin/scheduling.py)."""
     lava = config.stash.get(SESSION_KEY, None)
     if lava is None:
         return None

@@ -6,7 +6,7 @@ Kinds:
   connection is reconnected within a deadline.
 * :class:`SerialConnection` — any other pyserial URL (``/dev/ttyUSB0``, ``rfc2217://…``).
 * ``PtyConnection`` — a ``connection_command`` (``telnet localhost 7001``) spawned on a pty,
-  argv via shlex, killed by PID on close (in :mod:`pytest_lava.ptyconn`, re-exported here).
+  argv via shlex, killed by PID on close (in :mod:`pytest_lava.console.pty`, re-exported here).
 * ``ProcessConnection`` — a process a board type starts itself (QEMU, a simulator), console on
   its stdio pty or on a TCP port it opens (likewise).
 
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from .consolelog import ConsoleLog
-from .deadline import Deadline
-from .device import Device
-from .errors import ConfigurationError, InfrastructureError
+from ..core.deadline import Deadline
+from ..core.errors import ConfigurationError, InfrastructureError
+from ..devices.device import Device
+from .log import ConsoleLog
 
 
 class ConnectionLost(InfrastructureError):
@@ -282,9 +282,9 @@ class SerialConnection:
 AnyConnection = Connection
 
 
-def __getattr__(name: str) -> object:  # PtyConnection, ProcessConnection live in ptyconn.py
+def __getattr__(name: str) -> object:  # PtyConnection, ProcessConnection live in pty.py
     if name in ("PtyConnection", "ProcessConnection"):
-        from . import ptyconn
+        from . import pty as ptyconn
 
         return getattr(ptyconn, name)
     raise AttributeError(name)
@@ -297,7 +297,7 @@ def connection_for(device: Device, log: ConsoleLog | None = None) -> Any:
             device.source or device.name, "connection", "give connection or connection_command, not both"
         )
     if device.connection_command:
-        from .ptyconn import PtyConnection
+        from .pty import PtyConnection
 
         argv = device.argv(device.connection_command) or []
         return PtyConnection(argv, name=f"{device.name} console", log=log)

@@ -1,7 +1,7 @@
 """The runtime of one job (one kernel_matrix variant): board lease, deadlines, results.
 
 The plugin creates a :class:`JobRun` when the job's ``lava_job`` fixture is set up; the job's
-setup actions are fixtures that call :meth:`JobRun.execute` once each, in job order (items.py).
+setup actions are fixtures that call :meth:`JobRun.execute` once each, in job order (plugin/items.py).
 ``finish()`` runs the submit actions and writes the results directory, whatever happened before
 (it is idempotent).
 """
@@ -16,20 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .actions.spec import SETUP, SUBMIT
-from .deadline import Deadline, Watchdog
-from .errors import InfrastructureError, JobError, LavaBug, LavaError, kind_of
+from ..actions.spec import SETUP, SUBMIT
+from ..core.deadline import Deadline, Watchdog
+from ..core.errors import InfrastructureError, JobError, LavaBug, LavaError, kind_of
+from ..core.secrets import Masker
+from ..results.model import job_results_dir
 from .job import ActionDef, Job
 from .plan import Plan
-from .results import job_results_dir
-from .secrets import Masker
 
 if TYPE_CHECKING:
-    from .board import Board
-    from .boards import BoardDriver, BoardTypeLookup
-    from .pool import BoardPool, Lease
-    from .results import CaseResult, JobResults
-    from .shell import ShellSession
+    from ..boards import BoardDriver, BoardTypeLookup
+    from ..boards.board import Board
+    from ..console.shell import ShellSession
+    from ..devices.pool import BoardPool, Lease
+    from ..results.model import CaseResult, JobResults
 
 log = logging.getLogger("pytest_lava")
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class RunOptions:
 @dataclass
 class ActionContext:
     """What an action implementation (or a board driver) gets: the job run, its own action and
-    deadline. ``action`` is ``None`` when a plain test, not a job action, asked (fixtures.py)."""
+    deadline. ``action`` is ``None`` when a plain test, not a job action, asked (plugin/fixtures.py)."""
 
     run: JobRun
     action: ActionDef | None
@@ -154,7 +154,7 @@ class JobRun:
     def driver(self) -> BoardDriver:
         """This run's own driver instance for its board (made on first use)."""
         if self._driver is None:
-            from .boards import make_board_type
+            from ..boards import make_board_type
 
             self._driver = make_board_type(self.device.board_type, self.options.board_types)
         return self._driver
@@ -177,7 +177,7 @@ class JobRun:
     @property
     def board(self) -> Board:
         if self._board is None:
-            from .board import Board
+            from ..boards.board import Board
 
             self._board = Board(self.device, log_dir=self.results_dir, cwd=self.options.rootdir,
                                 live=self._live_for(self.device.name), deadline=self.deadline)
@@ -195,7 +195,7 @@ class JobRun:
         if self._started:
             return
         self._started = True
-        from .results import JobResults
+        from ..results.model import JobResults
 
         self.results_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -313,7 +313,7 @@ class JobRun:
         return self.bundle_path
 
     def _submit(self) -> None:
-        from .submit import SubmitTarget, resolve_token, submit_bundle
+        from ..submit import SubmitTarget, resolve_token, submit_bundle
 
         targets = [a for a in self.job.actions if a.kind == SUBMIT]
         if self.options.submit_override:

@@ -1,0 +1,1 @@
+"""Consoles: connections (TCP, telnet, pty, processes), the expect engine, logs, shells."""

@@ -1,0 +1,1 @@
+"""Results: test runs and cases, and the Dashboard Bundle Format."""
