@@ -4,11 +4,20 @@ Tests under ``tests/lab/`` boot emulated boards: they are marked ``lab`` automat
 runs on simulated boards and real third-party servers are marked ``slow``. So
 ``pytest -m "not lab and not slow"`` is the quick loop, ``-m "not lab"`` adds the slow ones, and
 ``-m lab`` runs the end-to-end tests on the QEMU lab. CI runs all of them.
+
+It is also this repository's *lab* conftest, the place where a lab wires itself into pytest-lava:
+``pytest --lava-job jobs/...`` from here stamps every bundle with the lab build it ran on (the
+``pytest_lava_bundle`` hook). The emulated lab's boards need no board type of their own (they are
+``master`` and ``qemu`` boards); a lab with its own kind of board adds it here with
+``pytest_lava_board_type`` (docs/writing-board-fixtures.md), and the lab's board fixtures for the
+suite live in ``tests/lab/conftest.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,3 +36,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.lab)
         elif path in SLOW or SLOW & set(path.parents):
             item.add_marker(pytest.mark.slow)
+
+
+LAB_MANIFEST = Path(__file__).parent / "lab" / "build" / "www" / "artifacts.json"
+
+
+def pytest_lava_bundle(bundle: dict[str, Any], job: Any) -> None:
+    """Each bundle says which build of the emulated lab produced it (the digest of the lab's
+    artifact manifest), so results of two lab builds are never compared unknowingly."""
+    if not LAB_MANIFEST.is_file():
+        return
+    build = hashlib.sha256(LAB_MANIFEST.read_bytes()).hexdigest()[:12]
+    for run in bundle.get("test_runs", []):
+        run.setdefault("attributes", {})["lab.build"] = build

@@ -133,14 +133,16 @@ class ShellSession:
         inactivity: float | None = None,
         death_strings: tuple[str, ...] | None = None,
         interrupt_on_timeout: bool = True,
+        body: Callable[[Deadline], object] | None = None,
     ) -> CommandResult:
-        """Run ``cmd`` (one shell line) and return its output and exit status.
+        """Run ``cmd`` (one shell line) and return its output and exit status. ``body`` sends
+        what the line reads before it runs (a here-document's lines) right after the line.
 
         On a timeout the command is interrupted with Ctrl-C (best effort) and ConsoleTimeout raised.
         """
         node = Deadline.coerce(deadline, f"run {cmd!r}")
         try:
-            end_re = self._send_framed(cmd, node, death_strings)
+            end_re = self._send_framed(cmd, node, death_strings, body)
             m = self.console.expect(end_re, node, inactivity=inactivity, death_strings=death_strings)
         except ConsoleTimeout:
             if interrupt_on_timeout and not self.console.closed:
@@ -175,7 +177,8 @@ class ShellSession:
                 return int(m.group(1))
             on_line(m.before)
 
-    def _send_framed(self, cmd: str, node: Deadline, death_strings: tuple[str, ...] | None) -> re.Pattern[str]:
+    def _send_framed(self, cmd: str, node: Deadline, death_strings: tuple[str, ...] | None,
+                     body: Callable[[Deadline], object] | None = None) -> re.Pattern[str]:
         """The one command framing: send ``echo START; cmd; echo END $?`` (the markers split by
         quotes, so the echoed command line never matches them), wait for the start marker and
         return the end marker's pattern (its group 1 is the exit status)."""
@@ -187,6 +190,8 @@ class ShellSession:
             raise CommandTooLong(f"{node.path}: command line of {len(line)} characters is longer than a board shell "
                                  f"accepts ({MAX_LINE}); split it or put it in a script: {cmd[:80]!r}...")
         self.console.sendline(line, node)
+        if body is not None:  # the shell runs the line only once it has read its here-documents
+            body(node)
         # \r* not \r?: a console behind a pty that maps LF to CRLF again shows "\r\r\n"
         self.console.expect(re.compile(rf"LAVA_START_{tag}\r*\n"), node, death_strings=death_strings)
         return re.compile(rf"LAVA_END_{tag} (\d+)")

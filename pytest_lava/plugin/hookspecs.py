@@ -13,15 +13,15 @@ import pytest
 
 if TYPE_CHECKING:
     from ..actions.spec import ActionSpec
-    from ..boards import BoardType
+    from ..boards import BoardDriver
     from ..jobs.job import Job
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_lava_board_type(name: str, config: pytest.Config) -> BoardType | type[BoardType] | None:
+def pytest_lava_board_type(name: str, config: pytest.Config) -> BoardDriver | type[BoardDriver] | None:
     """The board type (driver) a device's ``board_type: <name>`` means, or ``None`` if not yours.
 
-    Return a :class:`pytest_lava.boards.BoardType` subclass (the plugin makes one instance per job
+    Return a :class:`pytest_lava.boards.BoardDriver` subclass (the plugin makes one instance per job
     run, so the instance may hold that board's state) or an instance. Example, in a lab's
     ``conftest.py``::
 

@@ -100,3 +100,31 @@ def test_a_path_too_long_for_any_line_fails_at_once(shell, tmp_path: Path) -> No
         xfer.pull(str(target), 20.0)
     assert all(str(target) not in line for line in sent)
     assert shell.run("echo alive", 10.0).output == "alive"
+
+
+@pytest.mark.parametrize("tools", ["tar+gzip", "tar", "none"])
+def test_push_many_sends_one_archive_in_one_round_trip(shell, tmp_path: Path, tools: str) -> None:  # type: ignore[no-untyped-def]
+    """A test run's files (helpers, scripts, definition) as one archive, checked then unpacked by
+    the same command line; file by file where the image has no tar."""
+    from pytest_lava.testdefs.transfer import BoardTools
+
+    root = _long_dir(tmp_path, 200)
+    files = [(str(root / "bin" / f"helper-{i}"), f"#!/bin/sh\necho helper {i}\n".encode() * 30, "0755")
+             for i in range(4)]
+    files.append((str(root / "tests" / "0_x" / "testdef.yaml"), b"metadata: {name: x}\n", "0644"))
+    xfer = ConsoleTransfer(shell)
+    xfer.tools(10.0)
+    xfer._tools = BoardTools(base64=True, tar=tools != "none", gzip=tools == "tar+gzip")
+    sent = _record_lines(shell)
+    xfer.push_many(files, 30.0)
+    for path, data, mode in files:
+        assert Path(path).read_bytes() == data and Path(path).stat().st_mode & 0o777 == int(mode, 8)
+    commands = [line for line in sent if line.startswith("echo LAVA_ST''ART_")]
+    assert len(commands) == (1 if tools != "none" else 10)  # none: 2 round trips per file
+    assert max(len(line) for line in sent) <= MAX_LINE
+    assert not list(Path("/tmp").glob(".lava-xfer.*"))
+
+
+def test_push_many_refuses_parent_references(shell) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TransferError, match="'..'"):
+        ConsoleTransfer(shell).push_many([("/lava/../etc/passwd", b"x", "0644")], 10.0)

@@ -1,0 +1,120 @@
+"""Overhead of pytest-lava over bare QEMU on the same job, measured side by side, interleaved.
+
+Bare: the lab's x86_64 kernel and busybox initramfs in QEMU with the device's own flags
+(``devices/qemu-x86_64-01.yaml``), the serial console on a pty driven by pexpect: wait for the shell
+prompt, two commands, exit (QEMU killed). pytest-lava: ``pytest --lava-job`` of the same boot on the
+same device with a two-case inline Test Definition 1.0 (one passing, one failing case), from the
+start of the pytest process to its exit, bundle written. Both pay QEMU's own start-up and boot.
+
+Prints each round, the medians and a final line ``overhead_s=<x> bare_s=<y>`` (goal: x <= 0.5).
+Needs the lab's x86_64 kernel and initramfs (``make lab``); no lab services are started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pexpect
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEVICE = REPO / "devices" / "qemu-x86_64-01.yaml"
+JOB = """\
+job_name: overhead
+device_type: qemu
+timeout: 300
+actions:
+  - command: boot_linaro_image
+  - command: lava_test_shell
+    parameters:
+      testdefs:
+        - metadata: {format: Lava-Test Test Definition 1.0, name: overhead}
+          run:
+            steps:
+              - lava-test-case kernel-is-linux --shell 'uname -s | grep -q Linux'
+              - lava-test-case expected-failure --shell 'false'
+"""
+
+
+def device() -> dict:
+    merged = dict(yaml.safe_load((REPO / "devices" / "device-types" / "qemu.yaml").read_text()) or {})
+    merged.update(yaml.safe_load(DEVICE.read_text()))
+    return merged
+
+
+def bare_argv(dev: dict) -> list[str]:
+    """The QEMU command line the qemu board type would run, with the serial console on stdio."""
+    return [dev["qemu_binary"], "-M", dev["qemu_machine_type"], "-m", str(dev["qemu_memory"]),
+            *[str(o) for o in dev["qemu_options"]]]
+
+
+def run_bare(dev: dict) -> float:
+    start = time.monotonic()
+    child = pexpect.spawn(bare_argv(dev)[0], bare_argv(dev)[1:], cwd=str(REPO), timeout=300, encoding="utf-8",
+                          codec_errors="replace")
+    try:
+        prompt = dev["tester_str"]
+        child.expect(prompt)
+        for cmd in ("uname -s", "echo done-$((6*7))"):
+            child.sendline(cmd)
+            child.expect(prompt)
+        child.sendline("poweroff -f")  # the guest's exit; QEMU is killed below whatever happens
+    finally:
+        child.close(force=True)
+    return time.monotonic() - start
+
+
+def run_lava(work: Path) -> float:
+    results = work / "results"
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q",
+            "--lava-job", str(work / "overhead.yaml"), "--lava-devices", str(work / "devices"),
+            "--lava-results", str(results), "--lava-state", str(work / "state"), "-rN"]
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    wall = time.monotonic() - start
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    if proc.returncode != 1 or "error" in summary or "1 failed" not in summary:  # one case fails on purpose
+        sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-2000:])
+        raise SystemExit(f"pytest --lava-job exited {proc.returncode}, expected 1 (one failing case)")
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    dev = device()
+    for path in (REPO / "lab/build/x86_64/vmlinuz", REPO / "lab/build/x86_64/initramfs.cpio.gz"):
+        if not path.exists():
+            raise SystemExit(f"{path} is missing: run `make lab` first")
+    with tempfile.TemporaryDirectory(prefix="lava-overhead-") as tmp:
+        work = Path(tmp)
+        (work / "devices" / "device-types").mkdir(parents=True)
+        (work / "devices" / "device-types" / "qemu.yaml").write_text(
+            (REPO / "devices" / "device-types" / "qemu.yaml").read_text())
+        own = yaml.safe_load(DEVICE.read_text())  # the lab's paths are relative to the repository root
+        own["qemu_options"] = [str(REPO / o) if str(o).startswith("lab/") else o for o in own["qemu_options"]]
+        (work / "devices" / "qemu-x86_64-01.yaml").write_text(yaml.safe_dump(own))
+        (work / "overhead.yaml").write_text(JOB)
+        run_lava(work)  # warm-up: page cache, Python bytecode
+        bare: list[float] = []
+        lava: list[float] = []
+        for n in range(1, args.rounds + 1):
+            bare.append(run_bare(dev))
+            lava.append(run_lava(work))
+            print(f"round {n}: bare {bare[-1]:.2f} s, pytest-lava {lava[-1]:.2f} s, "
+                  f"overhead {lava[-1] - bare[-1]:+.2f} s", flush=True)
+    b, lv = statistics.median(bare), statistics.median(lava)
+    print(f"median: bare {b:.2f} s, pytest-lava {lv:.2f} s (cpus: {os.cpu_count()})")
+    print(f"overhead_s={lv - b:.2f} bare_s={b:.2f}")
+
+
+if __name__ == "__main__":
+    main()
