@@ -66,7 +66,13 @@ class JobScheduling:
     """An xdist scheduler (the ``xdist.scheduler.protocol.Scheduling`` protocol) of whole work units.
 
     A worker runs an item only once it knows the next one (or is told to shut down), so a worker is
-    given its next unit when it has one item left, and shut down when nothing is left."""
+    given its next unit when it has one item left, and shut down when nothing is left.
+
+    Scheduling starts with the first worker that has collected: its board boots while the other
+    workers are still starting (eight workers take seconds to start on two cores). A unit is kept
+    for each worker still starting, so an early worker does not take two jobs while another
+    worker would have none; when the units left are all kept so, the early worker is told to shut
+    down after its job — which lets it run its last item now."""
 
     def __init__(self, numnodes: int, unit_of: Callable[[str], UnitKey],
                  log: Callable[..., None] | None = None,
@@ -79,6 +85,7 @@ class JobScheduling:
         self.workqueue: OrderedDict[UnitKey, dict[str, bool]] = OrderedDict()
         self.assigned: dict[Any, dict[UnitKey, dict[str, bool]]] = {}
         self.collections: dict[Any, list[str]] = {}
+        self.lost = 0  # workers that will never take work: a different collection, gone before collecting
 
     # -- the protocol's state ---------------------------------------------------------------
 
@@ -88,7 +95,11 @@ class JobScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        return len(self.collections) >= self.numnodes
+        return bool(self.collections)  # scheduling starts with the first worker (see the class)
+
+    def _starting(self) -> int:
+        """Workers still starting: one unit is kept for each."""
+        return max(0, self.numnodes - len(self.collections) - self.lost)
 
     @property
     def tests_finished(self) -> bool:
@@ -110,12 +121,15 @@ class JobScheduling:
             self.log(f"worker {node.gateway.id} collected different tests; it gets none")
             if self.collection_mismatch is not None:
                 self.collection_mismatch(node.gateway.id)
+            self.lost += 1
             return
         self.collections[node] = list(collection)
 
     def remove_node(self, node: Any) -> str | None:
         """A worker went away; its unfinished items go back to the queue. Returns the item it was on."""
-        work = self.assigned.pop(node, {})  # its collection stays: the collection is still complete
+        if node not in self.collections:
+            self.lost += 1
+        work = self.assigned.pop(node, {})
         crashed = next((nodeid for unit in work.values() for nodeid, done in unit.items() if not done), None)
         for key, unit in work.items():
             rest = {nodeid: False for nodeid, done in unit.items() if not done}
@@ -174,12 +188,15 @@ class JobScheduling:
     def _reschedule(self, node: Any) -> None:
         if node.shutting_down or node not in self.collections:
             return
-        if _pending(self.assigned[node]) > 1:
+        while (pending := _pending(self.assigned[node])) <= 1:
+            if not self.workqueue:
+                node.shutdown()
+            elif pending == 0 or len(self.workqueue) > self._starting():
+                self._assign(node)
+                continue  # a one-item unit: the worker needs the next one (or a shutdown) to run it
+            else:  # what is left is kept for workers still starting: run the last item now
+                node.shutdown()
             return
-        if not self.workqueue:
-            node.shutdown()
-            return
-        self._assign(node)
 
 
 def _pending(work: dict[UnitKey, dict[str, bool]]) -> int:

@@ -170,3 +170,39 @@ def test_units_of_jobs_variants_and_plain_tests(tmp_path: Path) -> None:
     assert units.key("tests/test_x.py::test_a") == ("file", "tests/test_x.py")
     assert JobUnits({}, tmp_path, "load").key("t.py::test_a") == ("test", "t.py::test_a")
     assert JobUnits({}, tmp_path, "loadgroup").key("t.py::test_a@db") == ("group", "db")
+
+
+def test_scheduling_starts_with_the_first_worker_and_keeps_a_job_for_each_starting_one() -> None:
+    """Eight one-item jobs, eight workers coming up one by one: each worker may run its job as
+    soon as it has collected (told to shut down after it), none takes a second job."""
+    collection = [f"j{i}.yaml::x[1]" for i in range(8)]
+    nodes = [FakeNode(f"gw{i}") for i in range(8)]
+    sched = JobScheduling(8, unit_of)
+    for node in nodes:
+        sched.add_node(node)
+    for n, node in enumerate(nodes):
+        sched.add_node_collection(node, collection)
+        assert sched.collection_is_completed
+        sched.schedule()
+        assert len(node.sent) == 1 and node.shutting_down  # runnable now: its only item is its last
+        assert all(len(other.sent) == 1 for other in nodes[:n + 1])
+    assert sorted(i for node in nodes for i in node.sent) == list(range(8))
+
+
+def test_an_early_worker_prefetches_only_jobs_nobody_starting_needs() -> None:
+    collection = [f"j{i}.yaml::x[1]" for i in range(5)]
+    first, second, third = FakeNode("gw0"), FakeNode("gw1"), FakeNode("gw2")
+    sched = JobScheduling(3, unit_of)
+    for node in (first, second, third):
+        sched.add_node(node)
+    sched.add_node_collection(first, collection)
+    sched.schedule()
+    assert first.sent == [0, 1] and not first.shutting_down  # 5 jobs, 2 kept for the starting workers
+    sched.add_node_collection(second, collection)
+    sched.schedule()
+    assert second.sent == [2, 3] and not second.shutting_down  # 3 left, 1 kept for gw2: gw1 prefetches
+    sched.mark_test_complete(first, 0)
+    assert first.sent == [0, 1] and first.shutting_down  # the one left is kept for gw2
+    sched.remove_node(third)  # gw2 died before collecting: nothing is kept for it any more
+    sched.mark_test_complete(second, 2)
+    assert second.sent == [2, 3, 4]
