@@ -18,5 +18,5 @@ def implements(name: str):
     return register
 
 
-from . import deploy as _boards  # noqa: E402,F401  (deploy, boot, apt: master-image and qemu boards)
+from . import deploy as _boards  # noqa: E402,F401,I001  (deploy, boot, apt: master-image and qemu boards)
 from . import lava_test  # noqa: E402,F401  (after `implements` exists: no import cycle)

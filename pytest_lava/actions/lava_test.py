@@ -1,4 +1,4 @@
-"""``lava_test_install``, ``lava_test_run`` and ``lava_test_shell``.
+"""``lava_test_install`` and ``lava_test_run``, and what ``lava_test_shell`` (:mod:`.test_shell`) shares.
 
 Job-scoped state, in ``ctx.state`` (documented in docs/testdefs.md):
 
@@ -21,15 +21,14 @@ import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..console import ConsoleInactivity, ConsoleTimeout
 from ..deadline import Deadline
 from ..errors import InfrastructureError, JobError, LavaError, TestFailure
 from ..results import Attachment, CaseResult, TestRun
-from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, test_dirname
-from ..testdefs.load import load_git, load_inline, load_url, resolve
+from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, ScriptEnv, test_dirname
+from ..testdefs.load import load_url, resolve
 from ..testdefs.model import LAVA_TEST, TestDefinition
 from ..testdefs.parse import CaseCollector, unique_ids
 from .implementations import implements
@@ -217,10 +216,13 @@ def _prepare(ctx: ActionContext, runner: DeviceRunner) -> None:
 # --- running a definition --------------------------------------------------------------------
 
 def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDefinition, dirname: str,
-                    options: str | None) -> tuple[list[CaseResult], int | None, TestRunFailed | None]:
-    """Run one definition live. Returns its cases, the exit status, and the failure of a hang."""
-    runner.install_definition(definition, dirname, ctx.deadline, options=options)
-    collector = CaseCollector(definition)
+                    options: str | None, env: ScriptEnv | None = None,
+                    collector: CaseCollector | None = None) -> tuple[list[CaseResult], int | None,
+                                                                     TestRunFailed | None]:
+    """Run one definition live. Returns its cases, the exit status, and the failure of a hang (or
+    of ``lava-test-raise``)."""
+    runner.install_definition(definition, dirname, ctx.deadline, options=options, env=env or ScriptEnv())
+    collector = collector or CaseCollector(definition)
     started = datetime.now(UTC)
     log: list[str] = []
     size = 0
@@ -240,7 +242,10 @@ def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDe
         # the inactivity watchdog: a run step silent longer than the device allows fails early
         silent = ctx.device.timeouts.get("test_inactivity")
         status = runner.run_test(dirname, ctx.deadline, on_line, inactivity=silent)
-        collector.finish()
+        collector.finish(interrupted=f"lava-test-raise: {collector.raised}" if collector.raised else "")
+        if collector.raised:
+            failure = TestRunFailed(f"{definition.name}: lava-test-raise: {collector.raised}",
+                                    details="the definition aborted the test run (as LAVA's TestError)")
     except ConsoleTimeout as exc:
         silent_too_long = isinstance(exc, ConsoleInactivity)
         why = (f"silent for longer than timeouts.test_inactivity ({silent:g} s)" if silent_too_long
@@ -318,49 +323,4 @@ def lava_test_run(ctx: ActionContext, params: dict[str, Any]) -> None:
                                  details="a run step exited non-zero (see the <LAVA_SIGNAL_STEPFAIL> lines)"))
 
 
-def _shell_definitions(ctx: ActionContext, params: dict[str, Any]) -> list[TestDefinition]:
-    st = state(ctx)
-    where = f"{ctx.job.file}: {ctx.action.path}.parameters"
-    out: list[TestDefinition] = []
-    for url in params.get("testdef_urls") or []:
-        out.append(load_url(url, timeout=min(60.0, ctx.deadline.remaining())))
-    for i, repo in enumerate(params.get("testdef_repos") or []):
-        url = repo.get("git-repo") or repo.get("git_repo")
-        if not url:
-            raise JobError.single(str(ctx.job.file), f"{ctx.action.path}.parameters.testdef_repos[{i}]",
-                                  "only git repositories are supported ('git-repo'); bzr-repo is not")
-        out.append(load_git(url, revision=repo.get("revision"), testdef=repo.get("testdef", "lavatest.yaml"),
-                            timeout=min(300.0, ctx.deadline.remaining())))
-    for i, item in enumerate(params.get("testdefs") or []):
-        if isinstance(item, str):
-            out.append(resolve(item, registered=st.registered, base=Path(ctx.job.file).parent))
-        else:
-            out.append(load_inline(item, f"{where}.testdefs[{i}]"))
-    if not out:
-        raise JobError.single(str(ctx.job.file), f"{ctx.action.path}.parameters",
-                              "lava_test_shell needs testdef_urls, testdef_repos or testdefs")
-    return out
-
-
-@implements("lava_test_shell")
-def lava_test_shell(ctx: ActionContext, params: dict[str, Any]) -> None:
-    definitions = _shell_definitions(ctx, params)  # all loaded and valid before the board is touched
-    runner = _runner(ctx, ctx.test_shell())
-    _prepare(ctx, runner)
-    several = len(definitions) > 1
-    for index, definition in enumerate(definitions):
-        dirname = test_dirname(definition, index)
-        prefix = f"{definition.name}." if several else ""
-        if _has_install_work(definition):
-            runner.install_definition(definition, dirname, ctx.deadline)
-            lines: list[str] = []
-            rc = runner.run_test(dirname, ctx.deadline, lines.append, script="install.sh")
-            if rc != 0:
-                why = "no apt-get on the image for its deps" if rc == NO_APT else f"install.sh exited {rc}"
-                _report(ctx, [CaseResult("install", "fail", f"{definition.name}: {why}",
-                                         log_excerpt="\n".join(lines[-40:]))], prefix)
-                continue
-        cases, _status, failure = _run_definition(ctx, runner, definition, dirname, None)
-        _report(ctx, cases, prefix)
-        if failure is not None:
-            _fail(ctx, failure)
+from . import test_shell  # noqa: E402,F401  (lava_test_shell, which uses this module: imported last)

@@ -101,7 +101,7 @@ def test_run_script_exports_params_quoted_and_signals_step_failures() -> None:
     d = definition_from_data({**TD, "params": {"MSG": "it's $HOME"}}, "x.yaml")
     script = run_script(d, "/lava", "0_demo", None)
     assert "MSG='it'\"'\"'s $HOME'; export MSG" in script
-    assert "<LAVA_SIGNAL_STEPFAIL STEP=1" in script and 'cd "$LAVA_DIR/tests/0_demo"' in script
+    assert "<LAVA_SIGNAL_STEPFAIL PHASE=run STEP=1" in script and 'cd "$LAVA_DIR/tests/0_demo"' in script
     d.deps = ["it's"]
     assert "apt-get install -y 'it'\"'\"'s'" in install_script(d, "/lava", "0_demo")
 
