@@ -127,11 +127,13 @@ def lava_test_shell(ctx: ActionContext, params: dict[str, Any]) -> None:
         if _has_install_work(definition) and not _install(ctx, runner, definition, dirname, env, prefix):
             continue
         collector = CaseCollector(definition)
-        cases, _status, failure = _run_definition(ctx, runner, definition, dirname, None, env, collector)
+        cases, status, failure = _run_definition(ctx, runner, definition, dirname, None, env, collector)
         _report(ctx, cases, prefix)
         if failure is not None:
             _fail(ctx, failure)
         steps = [f"run step {n} exited {rc}" for phase, n, rc in collector.failed_steps if phase == "run"]
+        if status and not steps and not any(name == "STARTRUN" for name, _ in collector.signals):
+            steps = [f"run.sh exited {status} before its first step (see stdout.log)"]
         own = [c for c in cases if not c.test_case_id.startswith("run-step-")]
         if steps and not own:
             silent_failures.append(f"{definition.name}: no test case, and {'; '.join(steps)}")

@@ -69,13 +69,17 @@ def _header(definition: TestDefinition, lava_dir: str, dirname: str, env: Script
 
 
 def _steps(steps: list[str], phase: str = "run") -> list[str]:
-    """Each step, then: its failure signalled (``STEPFAIL``), and a stop after ``lava-test-raise``."""
-    lines = ["lava_rc=0"]
+    """Each step, then: its failure signalled (``STEPFAIL``), and a stop after ``lava-test-raise``.
+    A step that ends the script (``exit 3``) is signalled by the EXIT trap."""
+    fail = f'echo "<LAVA_SIGNAL_STEPFAIL PHASE={phase} STEP=$lava_step EXIT=$lava_s>"'
+    lines = ["lava_rc=0; lava_step=0; lava_done=",
+             f"trap 'lava_s=$?; [ -n \"$lava_done\" ] || [ $lava_s -eq 0 ] || {fail}' EXIT"]
     for i, step in enumerate(steps, 1):
+        lines.append(f"lava_step={i}")
         lines.append(step)
-        lines.append(f'lava_s=$?; [ $lava_s -eq 0 ] || {{ echo "<LAVA_SIGNAL_STEPFAIL PHASE={phase} STEP={i} '
-                     'EXIT=$lava_s>"; lava_rc=$lava_s; }')
-        lines.append(f'[ -f "$LAVA_RESULT_DIR/{RAISED_FILE}" ] && exit 1')
+        lines.append(f"lava_s=$?; [ $lava_s -eq 0 ] || {{ {fail}; lava_rc=$lava_s; }}")
+        lines.append(f'[ -f "$LAVA_RESULT_DIR/{RAISED_FILE}" ] && {{ lava_done=1; exit 1; }}')
+    lines.append("lava_done=1")
     return lines
 
 
