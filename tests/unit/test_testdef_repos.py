@@ -155,3 +155,21 @@ def test_signals_in_kernel_lines_test_sets_and_references_are_parsed() -> None:
     old = definition_from_data({"test_id": "old", "run": {"steps": ["false"]}}, "old.yaml")
     c = CaseCollector(old)
     assert c.feed("<LAVA_SIGNAL_STEPFAIL PHASE=run STEP=1 EXIT=1>") == [] and c.failed_steps == [("run", 1, 1)]
+
+
+def test_a_job_with_both_spellings_validates_and_a_bad_entry_is_named(tmp_path: Path) -> None:
+    from pytest_lava.job import load_job
+
+    good = tmp_path / "good.yaml"
+    good.write_text("timeout: 60\nactions:\n- command: lava_test_shell\n  parameters:\n    testdef_repos:\n"
+                    "    - {git-repo: 'https://example.com/t.git', testdef: a/a.yaml, parameters: {N: 3}}\n"
+                    "    - {repository: 'https://example.com/t.git', from: git, path: b/b.yaml, name: bee}\n")
+    load_job(good)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("timeout: 60\nactions:\n- command: lava_test_shell\n  parameters:\n    testdef_repos:\n"
+                   "    - {repository: 'https://example.com/t.git', from: url, path: ../b.yaml}\n")
+    with pytest.raises(JobError) as info:
+        load_job(bad)
+    text = str(info.value)
+    assert "actions[0].parameters.testdef_repos[0].from: only 'git'" in text
+    assert "actions[0].parameters.testdef_repos[0].path: must be a relative path" in text
