@@ -17,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..deadline import Deadline
 from ..download import default_cache_dir, locked
-from ..errors import InfrastructureError, JobError, ProblemList, describe_value
+from ..errors import JobError, ProblemList, describe_value
+from .delivery import Payload, pack_tree
 from .load import DEFAULT_REPO_TESTDEF, clone
 
 OLD_KEYS = {"git-repo", "bzr-repo", "revision", "testdef", "parameters"}
@@ -143,27 +143,7 @@ def checkout(spec: RepoSpec, deadline: Deadline, *, root: Path | None = None) ->
     return tree
 
 
-def payload(tree: Path, deadline: Deadline) -> Path:
-    """``<tree>.tar.gz`` beside the tree: its content without ``.git``, made once per checkout."""
-    out = tree.parent / "payload.tar.gz"
+def payload(tree: Path, deadline: Deadline) -> Payload:
+    """The tree's payload beside it (``payload.tar.gz``, without ``.git``), made once per checkout."""
     with locked(tree.parent / "lock", deadline, f"payload of {tree}"):
-        if out.is_file():
-            return out
-        tmp = out.with_name(f"payload-{os.getpid()}.part")
-
-        def keep(ti: tarfile.TarInfo) -> tarfile.TarInfo | None:
-            if ti.name == "./.git" or ti.name.startswith("./.git/"):
-                return None
-            ti.uid = ti.gid = 0
-            ti.uname = ti.gname = "root"
-            return ti
-
-        try:
-            with tarfile.open(tmp, "w:gz", compresslevel=1, format=tarfile.GNU_FORMAT) as tf:
-                tf.add(tree, arcname=".", filter=keep)
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise InfrastructureError(f"packing the test repository {tree} failed: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
-    return out
+        return pack_tree(tree, tree.parent / "payload.tar.gz", exclude=(".git",))

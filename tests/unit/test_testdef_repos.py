@@ -173,3 +173,21 @@ def test_a_job_with_both_spellings_validates_and_a_bad_entry_is_named(tmp_path: 
     text = str(info.value)
     assert "actions[0].parameters.testdef_repos[0].from: only 'git'" in text
     assert "actions[0].parameters.testdef_repos[0].path: must be a relative path" in text
+
+
+def test_a_truncated_payload_is_never_taken_for_a_complete_tree(ctx: FakeCtx, repo: str, tmp_path: Path) -> None:
+    from pytest_lava.testdefs.delivery import Payload
+
+    shell = ctx.test_shell()
+    runner = DeviceRunner(shell, str(ctx.device.extra["lava_test_dir"]))
+    node = Deadline(120, "test")
+    whole = payload(checkout(RepoSpec(repo), node), node)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole.path.read_bytes()[: whole.size // 2])
+    dest = f"{ctx.device.extra['lava_test_dir']}/repos/cut"
+    with pytest.raises(InfrastructureError, match="unpacking the payload on the board failed: LAVA_PAYLOAD_BAD"):
+        deliver_tree(runner, Payload(cut, whole.ident), dest, ctx.device, node, log=ctx.logs.append)
+    assert any("on the board failed" in m for m in ctx.logs), ctx.logs  # the network path saw it first
+    assert not Path(dest).exists() and not Path(dest + ".new").exists()
+    assert deliver_tree(runner, whole, dest, ctx.device, node).method == "network"
+    assert (Path(dest) / "data/blob.bin").stat().st_size == 64 * 1024
