@@ -32,7 +32,7 @@ from tests.testdef_repo import ALPHA_CASES, BETA_CASES, BROKEN_CASES, make_repo
 
 pytestmark = pytest.mark.lab
 BLOB_BYTES = 40 * 1024 * 1024
-MAX_DELIVERY_S = 60.0  # "seconds, not minutes": measured ~2-10 s on TCG with other QEMUs running
+MAX_DELIVERY_S = 60.0  # "seconds, not minutes": 42 MB measured in 6.7 s on the qemu board (TCG, busy host)
 
 
 @pytest.fixture(scope="module")
