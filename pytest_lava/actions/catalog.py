@@ -60,17 +60,10 @@ def _android_test_custom(params: dict[str, Any], problems: ProblemList, path: st
 
 
 def _testdef_repos(params: dict[str, Any], problems: ProblemList, path: str) -> None:
+    from ..testdefs.repos import check_entry
+
     for i, repo in enumerate(params.get("testdef_repos") or []):
-        where = f"{path}.testdef_repos[{i}]"
-        if not isinstance(repo, dict):
-            problems.add(where, "must be a mapping with 'git-repo' (and optional 'revision', 'testdef')")
-            continue
-        allowed = {"git-repo", "bzr-repo", "revision", "testdef", "parameters"}
-        for key in repo:
-            if key not in allowed:
-                problems.add(f"{where}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        if "git-repo" not in repo and "bzr-repo" not in repo:
-            problems.add(where, "needs 'git-repo'")
+        check_entry(repo, problems, f"{path}.testdef_repos[{i}]")
     if not any(params.get(k) for k in ("testdef_urls", "testdef_repos", "testdefs")):
         problems.add(path, "needs one of 'testdef_urls', 'testdef_repos' or 'testdefs'")
 
@@ -210,7 +203,8 @@ BUILTIN: list[ActionSpec] = [
         item_label=lambda p: _shell_label(p),
         params={
             "testdef_urls": Param(list, items=str, help="URLs or paths of YAML test definitions"),
-            "testdef_repos": Param(list, items=dict, help="[{git-repo, revision, testdef}]"),
+            "testdef_repos": Param(list, items=dict, help="[{git-repo, revision, testdef, parameters}] or LAVA "
+                                   "v2's [{repository, from: git, revision, path, name, parameters}]"),
             "testdefs": Param(list, items=(str, dict), help="built-in names or inline definitions"),
             "timeout": _TIMEOUT,
         },
@@ -264,7 +258,8 @@ def _shell_label(p: dict[str, Any]) -> str:
         names.append(url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0])
     for repo in p.get("testdef_repos") or []:
         if isinstance(repo, dict):
-            names.append(str(repo.get("testdef", "lavatest.yaml")).rsplit("/", 1)[-1].rsplit(".", 1)[0])
+            names.append(str(repo.get("name") or repo.get("path") or repo.get("testdef", "lavatest.yaml"))
+                         .rsplit("/", 1)[-1].rsplit(".", 1)[0])
     for d in p.get("testdefs") or []:
         names.append(d if isinstance(d, str) else str(d.get("metadata", {}).get("name", "inline"))
                      if isinstance(d.get("metadata"), dict) else "inline")

@@ -1,4 +1,4 @@
-"""``lava_test_install``, ``lava_test_run`` and ``lava_test_shell``.
+"""``lava_test_install`` and ``lava_test_run``, and what ``lava_test_shell`` (:mod:`.test_shell`) shares.
 
 Job-scoped state (documented in docs/testdefs.md):
 
@@ -21,7 +21,6 @@ import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..boards.driver import BoardState
@@ -29,8 +28,8 @@ from ..console.text import ConsoleInactivity, ConsoleTimeout
 from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError, JobError, LavaError, TestFailure
 from ..results.model import Attachment, CaseResult, TestRun
-from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, test_dirname
-from ..testdefs.load import load_git, load_inline, load_url, resolve
+from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, ScriptEnv, test_dirname
+from ..testdefs.load import load_url, resolve
 from ..testdefs.model import LAVA_TEST, TestDefinition
 from ..testdefs.parse import CaseCollector, unique_ids
 from .implementations import implements
@@ -196,6 +195,7 @@ def _install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: lis
             continue
         st.installed[definition.name] = definition
         ctx.record(name, "pass")
+    runner.flush(deadline)  # helpers staged above and not sent with a definition
 
 
 def _tail(output: str, headline: str) -> str:
@@ -217,22 +217,31 @@ def _prepare(ctx: ActionContext, runner: DeviceRunner) -> None:
 # --- running a definition --------------------------------------------------------------------
 
 def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDefinition, dirname: str,
-                    options: str | None) -> tuple[list[CaseResult], int | None, TestRunFailed | None]:
-    """Run one definition live. Returns its cases, the exit status, and the failure of a hang."""
-    runner.install_definition(definition, dirname, ctx.deadline, options=options)
-    collector = CaseCollector(definition)
+                    options: str | None, env: ScriptEnv | None = None,
+                    collector: CaseCollector | None = None, prefix: str = "") -> tuple[list[CaseResult], int | None,
+                                                                                        TestRunFailed | None]:
+    """Run one definition live: each case is reported (as ``prefix`` + its id) the moment its line
+    arrives. Returns its cases, the exit status, and the failure of a hang (or of
+    ``lava-test-raise``)."""
+    runner.install_definition(definition, dirname, ctx.deadline, options=options, env=env or ScriptEnv())
+    collector = collector or CaseCollector(definition)
     started = datetime.now(UTC)
     log: list[str] = []
     size = 0
+    reported: list[CaseResult] = []
 
     def on_line(line: str) -> None:
         nonlocal size
         if size < MAX_RUN_LOG:
             log.append(line.rstrip("\r"))
             size += len(line) + 1
-        for case in collector.feed(line):
+        new = collector.feed(line)
+        for case in new:
             ctx.log(f"  {definition.name}: {case.test_case_id} {case.result}"
                     + (f" {case.measurement:g} {case.units or ''}" if case.measurement is not None else ""))
+        if new:
+            reported.extend(new)
+            _report(ctx, new, prefix)
 
     status: int | None = None
     failure: TestRunFailed | None = None
@@ -240,7 +249,10 @@ def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDe
         # the inactivity watchdog: a run step silent longer than the device allows fails early
         silent = ctx.device.timeouts.get("test_inactivity")
         status = runner.run_test(dirname, ctx.deadline, on_line, inactivity=silent)
-        collector.finish()
+        collector.finish(interrupted=f"lava-test-raise: {collector.raised}" if collector.raised else "")
+        if collector.raised:
+            failure = TestRunFailed(f"{definition.name}: lava-test-raise: {collector.raised}",
+                                    details="the definition aborted the test run (as LAVA's TestError)")
     except ConsoleTimeout as exc:
         silent_too_long = isinstance(exc, ConsoleInactivity)
         why = (f"silent for longer than timeouts.test_inactivity ({silent:g} s)" if silent_too_long
@@ -261,6 +273,8 @@ def _run_definition(ctx: ActionContext, runner: DeviceRunner, definition: TestDe
         attachments += _fetch_attachments(ctx, runner, collector)
     ctx.results.add_test_run(TestRun(test_id=definition.name, cases=list(collector.cases), started=started,
                                      attributes=definition.attributes(), attachments=attachments))
+    live = {id(c) for c in reported}
+    _report(ctx, [c for c in collector.cases if id(c) not in live], prefix)  # what the end of the run added
     return collector.cases, status, failure
 
 
@@ -310,57 +324,8 @@ def lava_test_run(ctx: ActionContext, params: dict[str, Any]) -> None:
     _prepare(ctx, runner)
     cases, status, failure = _run_definition(ctx, runner, definition, test_dirname(definition),
                                              params.get("test_options"))
-    _report(ctx, cases)
     if failure is not None:
         _fail(ctx, failure)
     if definition.dialect == LAVA_TEST and status:
         _fail(ctx, TestRunFailed(f"Lava failed on test: {name}: test case failed with return value: {status}",
                                  details="a run step exited non-zero (see the <LAVA_SIGNAL_STEPFAIL> lines)"))
-
-
-def _shell_definitions(ctx: ActionContext, params: dict[str, Any]) -> list[TestDefinition]:
-    st = state(ctx)
-    where = f"{ctx.job.file}: {ctx.action.path}.parameters"
-    out: list[TestDefinition] = []
-    for url in params.get("testdef_urls") or []:
-        out.append(load_url(url, timeout=min(60.0, ctx.deadline.remaining())))
-    for i, repo in enumerate(params.get("testdef_repos") or []):
-        url = repo.get("git-repo") or repo.get("git_repo")
-        if not url:
-            raise JobError.single(str(ctx.job.file), f"{ctx.action.path}.parameters.testdef_repos[{i}]",
-                                  "only git repositories are supported ('git-repo'); bzr-repo is not")
-        out.append(load_git(url, revision=repo.get("revision"), testdef=repo.get("testdef", "lavatest.yaml"),
-                            timeout=min(300.0, ctx.deadline.remaining())))
-    for i, item in enumerate(params.get("testdefs") or []):
-        if isinstance(item, str):
-            out.append(resolve(item, registered=st.registered, base=Path(ctx.job.file).parent))
-        else:
-            out.append(load_inline(item, f"{where}.testdefs[{i}]"))
-    if not out:
-        raise JobError.single(str(ctx.job.file), f"{ctx.action.path}.parameters",
-                              "lava_test_shell needs testdef_urls, testdef_repos or testdefs")
-    return out
-
-
-@implements("lava_test_shell")
-def lava_test_shell(ctx: ActionContext, params: dict[str, Any]) -> None:
-    definitions = _shell_definitions(ctx, params)  # all loaded and valid before the board is touched
-    runner = _runner(ctx, ctx.test_shell())
-    _prepare(ctx, runner)
-    several = len(definitions) > 1
-    for index, definition in enumerate(definitions):
-        dirname = test_dirname(definition, index)
-        prefix = f"{definition.name}." if several else ""
-        if _has_install_work(definition):
-            runner.install_definition(definition, dirname, ctx.deadline)
-            lines: list[str] = []
-            rc = runner.run_test(dirname, ctx.deadline, lines.append, script="install.sh")
-            if rc != 0:
-                why = "no apt-get on the image for its deps" if rc == NO_APT else f"install.sh exited {rc}"
-                _report(ctx, [CaseResult("install", "fail", f"{definition.name}: {why}",
-                                         log_excerpt="\n".join(lines[-40:]))], prefix)
-                continue
-        cases, _status, failure = _run_definition(ctx, runner, definition, dirname, None)
-        _report(ctx, cases, prefix)
-        if failure is not None:
-            _fail(ctx, failure)

@@ -2,105 +2,35 @@
 
 Layout on the test image (``LAVA_DIR``, ``/lava`` unless the device sets ``lava_test_dir``)::
 
-    $LAVA_DIR/bin/lava-test-case            results and --shell cases (signals on stdout)
-    $LAVA_DIR/bin/lava-test-case-attach     keep a file of a test case for the host
-    $LAVA_DIR/bin/lava-test-run-attach      keep a file of the whole run for the host
+    $LAVA_DIR/bin/lava-test-case ...        LAVA's helpers (:mod:`.helpers`)
     $LAVA_DIR/tests/<dir>/run.sh            generated from the definition's run steps
     $LAVA_DIR/tests/<dir>/install.sh        generated from install deps/steps
     $LAVA_DIR/tests/<dir>/testdef.yaml      the definition as loaded
     $LAVA_DIR/results/<dir>/attachments/    files kept by the attach helpers
 
-Everything reaches the board over the console (:mod:`.transfer`); the host runs
+    $LAVA_DIR/repos/<key>/                  a test repository's working tree (:mod:`.delivery`)
+
+Scripts reach the board over the console (:mod:`.transfer`); the host runs
 ``sh $LAVA_DIR/tests/<dir>/run.sh`` between unique markers and parses each line as it arrives.
 The scripts need only a POSIX shell and busybox applets (``cat``, ``cp``, ``mkdir``, ``tr``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..console.engine import ConsoleTimeout
 from ..console.shell import ShellSession
 from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError
+from .helpers import HELPERS, RAISED_FILE, RUNNER_VERSION
 from .model import TestDefinition
 from .transfer import ConsoleTransfer
 
 DEFAULT_LAVA_DIR = "/lava"
-
-LAVA_TEST_CASE = r"""#!/bin/sh
-# lava-test-case ID --shell CMD...            run CMD; pass if it exits 0
-# lava-test-case ID --result pass|fail|skip|unknown [--measurement M] [--units U]
-_ltc_usage() {
-    echo "usage: lava-test-case ID (--shell CMD... | --result RESULT [--measurement M] [--units U])" >&2
-    exit 2
-}
-[ $# -ge 2 ] || _ltc_usage
-_ltc_id=$1
-shift
-case $_ltc_id in
-    *'<'*|*'>'*|'') echo "lava-test-case: a test case id must not be empty or hold '<' or '>'" >&2; exit 2 ;;
-esac
-if [ "$1" = "--shell" ]; then
-    shift
-    [ $# -ge 1 ] || _ltc_usage
-    echo "<LAVA_SIGNAL_STARTTC $_ltc_id>"
-    if [ $# -eq 1 ]; then eval "$1"; else "$@"; fi
-    _ltc_rc=$?
-    echo "<LAVA_SIGNAL_ENDTC $_ltc_id>"
-    if [ $_ltc_rc -eq 0 ]; then _ltc_r=pass; else _ltc_r=fail; fi
-    echo "<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=$_ltc_id RESULT=$_ltc_r EXIT=$_ltc_rc>"
-    exit 0
-fi
-_ltc_r= _ltc_m= _ltc_u=
-while [ $# -gt 0 ]; do
-    [ $# -ge 2 ] || _ltc_usage
-    case $1 in
-        --result) _ltc_r=$2 ;;
-        --measurement) _ltc_m=$2 ;;
-        --units) _ltc_u=$2 ;;
-        *) _ltc_usage ;;
-    esac
-    shift 2
-done
-case $_ltc_r in
-    pass|fail|skip|unknown) ;;
-    *) echo "lava-test-case: --result must be pass, fail, skip or unknown" >&2; exit 2 ;;
-esac
-_ltc_line="<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=$_ltc_id RESULT=$_ltc_r"
-[ -n "$_ltc_m" ] && _ltc_line="$_ltc_line MEASUREMENT=$_ltc_m"
-[ -n "$_ltc_u" ] && _ltc_line="$_ltc_line UNITS=$_ltc_u"
-echo "$_ltc_line>"
-"""
-
-LAVA_TEST_CASE_ATTACH = r"""#!/bin/sh
-# lava-test-case-attach ID FILE [MIME-TYPE]   keep FILE for the host (fetched after the run)
-[ $# -ge 2 ] || { echo "usage: lava-test-case-attach ID FILE [MIME-TYPE]" >&2; exit 2; }
-[ -f "$2" ] || { echo "lava-test-case-attach: $2: no such file" >&2; exit 1; }
-_lta_dir=${LAVA_RESULT_DIR:-/tmp/lava-results}/attachments
-mkdir -p "$_lta_dir" || exit 1
-_lta_n=$(ls "$_lta_dir" | wc -l)
-_lta_name=$(printf '%s' "$(basename "$2")" | tr -c 'A-Za-z0-9._+-' '_')
-_lta_stored="$_lta_dir/$((_lta_n + 1))-$_lta_name"
-cp "$2" "$_lta_stored" || exit 1
-echo "<LAVA_SIGNAL_ATTACH TEST_CASE_ID=$1 FILE=$_lta_name STORED=$_lta_stored MIME=${3:-text/plain}>"
-"""
-
-LAVA_TEST_RUN_ATTACH = r"""#!/bin/sh
-# lava-test-run-attach FILE [MIME-TYPE]       keep FILE of the whole run for the host
-[ $# -ge 1 ] || { echo "usage: lava-test-run-attach FILE [MIME-TYPE]" >&2; exit 2; }
-exec lava-test-case-attach "" "$@"
-"""
-
-HELPERS = {
-    "lava-test-case": LAVA_TEST_CASE,
-    "lava-test-case-attach": LAVA_TEST_CASE_ATTACH,
-    "lava-test-run-attach": LAVA_TEST_RUN_ATTACH,
-}
-RUNNER_VERSION = hashlib.sha256("".join(HELPERS.values()).encode()).hexdigest()[:16]
 
 
 def test_dirname(definition: TestDefinition, index: int | None = None) -> str:
@@ -108,7 +38,19 @@ def test_dirname(definition: TestDefinition, index: int | None = None) -> str:
     return f"{index}_{base}" if index is not None else base
 
 
-def _header(definition: TestDefinition, lava_dir: str, dirname: str) -> list[str]:
+@dataclass(frozen=True)
+class ScriptEnv:
+    """Where a definition's scripts run: ``workdir`` is the root of its repository on the board
+    (run steps start there, as in LAVA) or ``None`` for the test directory; ``kmsg`` makes the
+    helpers signal through ``/dev/kmsg``; ``skip_missing`` turns install work the image cannot do
+    (deps without a package manager, git-repos without git) into ``skip`` cases instead of an exit."""
+
+    workdir: str | None = None
+    kmsg: bool = False
+    skip_missing: bool = False
+
+
+def _header(definition: TestDefinition, lava_dir: str, dirname: str, env: ScriptEnv) -> list[str]:
     q = shlex.quote
     lines = [
         "#!/bin/sh",
@@ -118,44 +60,68 @@ def _header(definition: TestDefinition, lava_dir: str, dirname: str) -> list[str
         f'LAVA_RESULT_DIR="$LAVA_DIR/results/{dirname}"; export LAVA_RESULT_DIR',
         f"TESTRUN_ID={q(definition.name)}; export TESTRUN_ID",
     ]
+    if env.kmsg:
+        lines.append("LAVA_KMSG=1; export LAVA_KMSG")
     lines += [f"{k}={q(v)}; export {k}" for k, v in definition.params.items()]
-    lines.append(f'cd "$LAVA_DIR/tests/{dirname}" || exit 1')
+    where = q(env.workdir) if env.workdir else f'"$LAVA_DIR/tests/{dirname}"'
+    lines.append(f"cd {where} || exit 1")
     return lines
 
 
-def _steps(steps: list[str]) -> list[str]:
-    lines = ["lava_rc=0"]
+def _steps(steps: list[str], phase: str = "run") -> list[str]:
+    """Each step, then: its failure signalled (``STEPFAIL``), and a stop after ``lava-test-raise``.
+    A step that ends the script (``exit 3``) is signalled by the EXIT trap."""
+    fail = f'echo "<LAVA_SIGNAL_STEPFAIL PHASE={phase} STEP=$lava_step EXIT=$lava_s>"'
+    lines = ["lava_rc=0; lava_step=0; lava_done=",
+             f"trap 'lava_s=$?; [ -n \"$lava_done\" ] || [ $lava_s -eq 0 ] || {fail}' EXIT"]
     for i, step in enumerate(steps, 1):
+        lines.append(f"lava_step={i}")
         lines.append(step)
-        lines.append(f'lava_s=$?; [ $lava_s -eq 0 ] || {{ echo "<LAVA_SIGNAL_STEPFAIL STEP={i} EXIT=$lava_s>"; '
-                     "lava_rc=$lava_s; }")
+        lines.append(f"lava_s=$?; [ $lava_s -eq 0 ] || {{ {fail}; lava_rc=$lava_s; }}")
+        lines.append(f'[ -f "$LAVA_RESULT_DIR/{RAISED_FILE}" ] && {{ lava_done=1; exit 1; }}')
+    lines.append("lava_done=1")
     return lines
 
 
-def run_script(definition: TestDefinition, lava_dir: str, dirname: str, options: str | None) -> str:
+def run_script(definition: TestDefinition, lava_dir: str, dirname: str, options: str | None,
+               env: ScriptEnv = ScriptEnv()) -> str:
     """``run.sh``: the run steps, ``$(OPTIONS)`` replaced, each step's failure signalled."""
-    lines = _header(definition, lava_dir, dirname)
-    lines += ['rm -rf "$LAVA_RESULT_DIR"; mkdir -p "$LAVA_RESULT_DIR"',
-              f"echo '<LAVA_SIGNAL_STARTRUN {dirname}>'"]
+    lines = _header(definition, lava_dir, dirname, env)
+    lines[-1:-1] = ['rm -rf "$LAVA_RESULT_DIR"; mkdir -p "$LAVA_RESULT_DIR"']
+    lines.append(f"echo '<LAVA_SIGNAL_STARTRUN {dirname}>'")
     lines += _steps(definition.steps_for(options))
     lines += [f"echo '<LAVA_SIGNAL_ENDRUN {dirname}>'", "exit $lava_rc", ""]
     return "\n".join(lines)
 
 
-def install_script(definition: TestDefinition, lava_dir: str, dirname: str) -> str:
+def _skip(case_id: str, message: str) -> str:
+    return f"echo {shlex.quote(f'<LAVA_SIGNAL_TESTCASE TEST_CASE_ID={case_id} RESULT=skip MESSAGE={message}>')}"
+
+
+def install_script(definition: TestDefinition, lava_dir: str, dirname: str, env: ScriptEnv = ScriptEnv()) -> str:
     """``install.sh``: deps (apt-get when the image has it), git repos, install steps."""
-    lines = _header(definition, lava_dir, dirname)
+    lines = _header(definition, lava_dir, dirname, env)
+    lines[-1:-1] = ['mkdir -p "$LAVA_RESULT_DIR"']
     if definition.deps:
         deps = " ".join(shlex.quote(d) for d in definition.deps)
+        missing = (_skip("install-deps", "no package manager (apt-get) on this image; not installed: "
+                         + " ".join(definition.deps).replace(">", ")"))
+                   if env.skip_missing else "    exit 3")
         lines += ["if command -v apt-get >/dev/null 2>&1; then",
                   f"    DEBIAN_FRONTEND=noninteractive apt-get install -y {deps} || exit 1",
                   "else",
                   "    echo " + shlex.quote("lava-test install: no apt-get on this image; cannot install: "
                                            + " ".join(definition.deps)),
-                  "    exit 3", "fi"]
-    for repo in definition.git_repos:
-        lines += [f"git clone --depth 1 -- {shlex.quote(repo)} || exit 1"]
-    lines += _steps(definition.install_steps)
+                  f"    {missing.strip()}", "fi"]
+    if definition.git_repos:
+        clones = [f"git clone --depth 1 -- {shlex.quote(repo)} || exit 1" for repo in definition.git_repos]
+        if env.skip_missing:
+            lines += ["if command -v git >/dev/null 2>&1; then", *(f"    {c}" for c in clones), "else",
+                      "    " + _skip("install-git-repos", "no git on this image; not cloned: "
+                                     + " ".join(definition.git_repos).replace(">", ")")), "fi"]
+        else:
+            lines += clones
+    lines += _steps(definition.install_steps, "install")
     lines += ["exit $lava_rc", ""]
     return "\n".join(lines)
 
@@ -169,32 +135,38 @@ class DeviceRunner:
         self.lava_dir = lava_dir.rstrip("/") or "/"
         self.transfer = ConsoleTransfer(shell)
         self.log = log or (lambda _m: None)
+        self._staged: list[tuple[str, bytes, str]] = []  # files to send in the next batch
+
+    def flush(self, deadline: Deadline | float) -> None:
+        """Send the staged files in one batch (one archive, one round trip: :meth:`ConsoleTransfer.push_many`)."""
+        files, self._staged = self._staged, []
+        self.transfer.push_many(files, deadline)
 
     # -- installing -------------------------------------------------------------------------
     def install_helpers(self, deadline: Deadline | float, *, root: str = "") -> bool:
-        """Put the helper scripts under ``root + LAVA_DIR/bin``; ``False`` if they were already
-        there in this version."""
+        """Stage the helper scripts for ``root + LAVA_DIR/bin`` (sent with the next batch: the
+        definition's files, or :meth:`flush`); ``False`` if they are there in this version."""
         bindir = f"{root}{self.lava_dir}/bin"
-        stamp = shlex.quote(f"{bindir}/.version")
-        have = self.shell.run(f"cat {stamp} 2>/dev/null", deadline).output.strip()
+        have = self.shell.run(f"cat {shlex.quote(f'{bindir}/.version')} 2>/dev/null", deadline).output.strip()
         if have == RUNNER_VERSION:
             return False
-        for name, text in HELPERS.items():
-            self.transfer.push(f"{bindir}/{name}", text.encode(), deadline, mode="0755")
-        self.shell.run(f"echo {RUNNER_VERSION} > {stamp}", deadline, check=True)
+        if any(path == f"{bindir}/.version" for path, _, _ in self._staged):
+            return True  # staged already, not sent yet
+        self._staged += [(f"{bindir}/{name}", text.encode(), "0755") for name, text in HELPERS.items()]
+        self._staged.append((f"{bindir}/.version", f"{RUNNER_VERSION}\n".encode(), "0644"))
         return True
 
     def install_definition(self, definition: TestDefinition, dirname: str, deadline: Deadline | float, *,
-                           options: str | None = None, root: str = "") -> str:
+                           options: str | None = None, root: str = "", env: ScriptEnv = ScriptEnv()) -> str:
         """Push ``run.sh``, ``install.sh`` and ``testdef.yaml``; returns the test directory
         (as the test image sees it)."""
         where = f"{self.lava_dir}/tests/{dirname}"
-        files = {"run.sh": run_script(definition, self.lava_dir, dirname, options),
-                 "install.sh": install_script(definition, self.lava_dir, dirname),
+        files = {"run.sh": run_script(definition, self.lava_dir, dirname, options, env),
+                 "install.sh": install_script(definition, self.lava_dir, dirname, env),
                  "testdef.yaml": definition.text or f"# {definition.source}\n"}
-        for name, text in files.items():
-            self.transfer.push(f"{root}{where}/{name}", text.encode(), deadline,
-                               mode="0755" if name.endswith(".sh") else "0644")
+        self._staged += [(f"{root}{where}/{name}", text.encode(), "0755" if name.endswith(".sh") else "0644")
+                         for name, text in files.items()]
+        self.flush(deadline)
         return where
 
     # -- running ----------------------------------------------------------------------------
@@ -202,6 +174,8 @@ class DeviceRunner:
                  inactivity: float | None = None) -> int:
         """Run one shell line, handing every output line to ``on_line`` as it arrives; returns
         the exit status. Raises :class:`ConsoleTimeout` when the deadline passes."""
+        if self._staged:
+            self.flush(deadline)
         return self.shell.stream(command, deadline, on_line, inactivity=inactivity)
 
     def run_test(self, dirname: str, deadline: Deadline, on_line: Callable[[str], object], *,

@@ -79,36 +79,47 @@ def load_url(url: str, *, timeout: float = 60.0) -> TestDefinition:
 def load_git(repo: str, *, revision: str | None = None, testdef: str = DEFAULT_REPO_TESTDEF,
              timeout: float = 300.0) -> TestDefinition:
     """Clone ``repo`` (shallow unless ``revision`` is a commit id) and load ``testdef`` from it."""
+    work = Path(tempfile.mkdtemp(prefix="lava-testdef-"))
+    try:
+        dest = work / "repo"
+        clone(repo, revision, dest, timeout=timeout)
+        return load_tree(dest, testdef, repo=repo, revision=revision)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def clone(repo: str, revision: str | None, dest: Path, *, timeout: float = 300.0) -> None:
+    """``git clone`` of a job's repository into ``dest`` (a new directory): shallow for a branch or
+    tag, full + checkout for a commit id. argv only, allowed protocols only, with a timeout."""
     if repo.startswith("-") or (revision or "").startswith("-"):
         raise JobError.single(repo, "", "a repository URL or revision must not start with '-'")
     git = shutil.which("git")
     if git is None:
         raise InfrastructureError("testdef_repos needs 'git' on the host (apt-get install git)")
-    work = Path(tempfile.mkdtemp(prefix="lava-testdef-"))
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="true")
-    try:
-        dest = work / "repo"
-        if revision and _SHA_RE.match(revision):
-            _git([git, "clone", "--quiet", "--", repo, str(dest)], timeout, env, repo)
-            _git([git, "-C", str(dest), "checkout", "--quiet", revision], timeout, env, repo)
-        else:
-            argv = [git, "clone", "--quiet", "--depth", "1"]
-            if revision:
-                argv += ["--branch", revision]
-            _git([*argv, "--", repo, str(dest)], timeout, env, repo)
-        target = (dest / testdef).resolve()
-        if not target.is_relative_to(dest.resolve()):
-            raise JobError.single(repo, "testdef", f"{testdef!r} points outside the repository")
-        if not target.is_file():
-            raise JobError.single(repo, "testdef", f"{testdef!r} is not a file in the repository")
-        definition = _from_text(target.read_text(encoding="utf-8", errors="replace"),
-                                f"{repo}#{testdef}", name_hint=Path(testdef).stem)
-        definition.metadata.setdefault("repo", repo)
+    if revision and _SHA_RE.match(revision):
+        _git([git, "clone", "--quiet", "--", repo, str(dest)], timeout, env, repo)
+        _git([git, "-C", str(dest), "checkout", "--quiet", revision], timeout, env, repo)
+    else:
+        argv = [git, "clone", "--quiet", "--depth", "1"]
         if revision:
-            definition.metadata.setdefault("revision", revision)
-        return definition
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            argv += ["--branch", revision]
+        _git([*argv, "--", repo, str(dest)], timeout, env, repo)
+
+
+def load_tree(tree: Path, testdef: str, *, repo: str, revision: str | None = None) -> TestDefinition:
+    """The definition ``testdef`` of a checked-out repository (it must stay inside the tree)."""
+    target = (tree / testdef).resolve()
+    if not target.is_relative_to(tree.resolve()):
+        raise JobError.single(repo, "testdef", f"{testdef!r} points outside the repository")
+    if not target.is_file():
+        raise JobError.single(repo, "testdef", f"{testdef!r} is not a file in the repository")
+    definition = _from_text(target.read_text(encoding="utf-8", errors="replace"),
+                            f"{repo}#{testdef}", name_hint=Path(testdef).stem)
+    definition.metadata.setdefault("repo", repo)
+    if revision:
+        definition.metadata.setdefault("revision", revision)
+    return definition
 
 
 # a job names the repository: no ssh (the harness user's keys), no ext:: (runs a command)

@@ -7,6 +7,15 @@
 * ``<LAVA_SIGNAL_TESTCASE TEST_CASE_ID=id RESULT=pass MEASUREMENT=1.5 UNITS=MB/s>`` is a result.
 * ``<LAVA_SIGNAL_ATTACH TEST_CASE_ID=id FILE=... STORED=... MIME=...>`` names a file to fetch
   from the board after the run.
+* ``<LAVA_SIGNAL_TESTSET START name>`` ... ``<LAVA_SIGNAL_TESTSET STOP>``: the cases between are
+  ``name.<id>`` (LAVA files them under the set).
+* ``<LAVA_SIGNAL_REFERENCE TEST_CASE_ID=id RESULT=pass REFERENCE=url>``: a case with a link.
+* ``<LAVA_SIGNAL_TESTRAISE message>``: the definition asked to abort (:attr:`CaseCollector.raised`).
+* ``<LAVA_SIGNAL_STEPFAIL PHASE=run STEP=n EXIT=s>`` (the generated scripts): in a 1.0 definition a
+  failing case ``run-step-<n>`` with the exit status, the step and the output since the last case
+  — no failing step passes silently.
+* A signal may stand anywhere in a line: a kernel timestamp before it (KMSG mode, written to
+  ``/dev/kmsg`` with ``<0>``) or a ``<0>`` printed by a script are ignored.
 * Any other line is matched with the ``parse`` pattern (``re.search``): named groups
   ``test_case_id``, ``result`` (through ``fixupdict``), ``measurement``, ``units``, ``message``,
   then ``appendall`` is laid over the result. Its excerpt is the output since the previous case.
@@ -26,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..results.model import CaseResult
-from .model import LAVA_TEST, RESULTS, TestDefinition
+from .model import LAVA_TEST, RESULTS, TESTDEF_1_0, TestDefinition
 
 SIGNAL_PREFIX = "<LAVA_SIGNAL_"
 _SIGNAL_NAME = re.compile(r"[A-Z]+")
@@ -118,6 +127,9 @@ class CaseCollector:
         self._recent: deque[str] = deque(maxlen=excerpt_lines)
         self._open: dict[str, tuple[float, list[str]]] = {}  # STARTTC seen, ENDTC not yet
         self._spans: dict[str, tuple[float, list[str]]] = {}  # ENDTC seen, TESTCASE not yet
+        self.test_set: str | None = None
+        self.raised: str | None = None  # lava-test-raise's message
+        self.failed_steps: list[tuple[str, int, int]] = []  # (phase, step number, exit status)
 
     # -- feeding ----------------------------------------------------------------------------
     def feed(self, line: str) -> list[CaseResult]:
@@ -150,8 +162,15 @@ class CaseCollector:
         elif name == "ENDTC":
             start, lines = self._open.pop(arg, (now, [line]))
             self._spans[arg] = (now - start, lines)
-        elif name == "TESTCASE":
+        elif name in ("TESTCASE", "REFERENCE"):
             return [self._testcase(signal_fields(arg), line)]
+        elif name == "TESTSET":
+            word, _, set_name = arg.partition(" ")
+            self.test_set = set_name.strip() or None if word == "START" else None
+        elif name == "TESTRAISE":
+            self.raised = arg or "lava-test-raise"
+        elif name == "STEPFAIL":
+            return self._stepfail(signal_fields(arg), line)
         elif name == "ATTACH":
             f = signal_fields(arg)
             if f.get("STORED"):
@@ -173,7 +192,7 @@ class CaseCollector:
         attrs = {k.lower(): v for k, v in fields.items()}
         if original:
             attrs["original_result"] = original
-        return CaseResult(case_id, result, message, measurement=measurement,
+        return CaseResult(self._in_set(case_id), result, message, measurement=measurement,
                           units=units if measurement is not None else None, duration=duration,
                           timestamp=datetime.now(UTC), log_excerpt="\n".join(excerpt), attributes=attrs)
 
@@ -199,10 +218,29 @@ class CaseCollector:
                 fields[key] = value
         measurement = _number(fields["measurement"])
         attrs = {"original_result": original} if original else {}
-        return CaseResult(case_id, result, (fields["message"] or "").strip(), measurement=measurement,
+        return CaseResult(self._in_set(case_id), result, (fields["message"] or "").strip(), measurement=measurement,
                           units=(fields["units"] or None) if measurement is not None else None,
                           timestamp=datetime.now(UTC), log_excerpt="\n".join([*self._recent, line]),
                           attributes=attrs)
+
+    def _in_set(self, case_id: str) -> str:
+        return f"{self.test_set}.{case_id}" if self.test_set else case_id
+
+    def _stepfail(self, fields: dict[str, str], line: str) -> list[CaseResult]:
+        phase = fields.get("PHASE", "run")
+        try:
+            number, status = int(fields.get("STEP", "0")), int(fields.get("EXIT", "1"))
+        except ValueError:
+            return []
+        self.failed_steps.append((phase, number, status))
+        if self.definition.dialect != TESTDEF_1_0:
+            return []  # a lava-test definition's failing step fails its action instead
+        steps = self.definition.install_steps if phase == "install" else self.definition.run_steps
+        step = steps[number - 1] if 0 < number <= len(steps) else "?"
+        shown = step if len(step) <= 200 else step[:200] + "..."
+        return [CaseResult(f"{phase}-step-{number}", "fail", f"{phase} step {number} exited with status {status}: "
+                           f"{shown}", timestamp=datetime.now(UTC), log_excerpt="\n".join([*self._recent, line]),
+                           attributes={"exit_status": str(status), "step": shown})]
 
     # -- the end ----------------------------------------------------------------------------
     def finish(self, *, interrupted: str = "") -> list[CaseResult]:

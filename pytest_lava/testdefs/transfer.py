@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import posixpath
 import re
 import shlex
 import tarfile
@@ -61,17 +62,30 @@ class BoardTools:
     gzip: bool
 
 
-def archive(files: Sequence[tuple[str, bytes, str]], *, compress: bool) -> bytes:
-    """A tar archive of ``(path, data, mode)`` members named relative to ``/`` (unpacked with
-    ``tar -x -C /``; tar makes the missing parent directories), gzip-compressed if ``compress``."""
+def archive_base(files: Sequence[tuple[str, bytes, str]]) -> str | None:
+    """The directory an archive of ``files`` is unpacked in (their deepest common directory), or
+    ``None`` if they cannot travel as one archive (a relative path, or a name too long for tar)."""
+    paths = [path for path, _, _ in files]
+    if not all(p.startswith("/") for p in paths):
+        return None
+    for path in paths:
+        if ".." in path.split("/"):
+            raise TransferError(f"cannot send {path!r}: a transfer names absolute paths without '..'")
+    base = posixpath.commonpath([posixpath.dirname(p) for p in paths])
+    names = [posixpath.relpath(p, base) for p in paths]
+    if any(len(n.encode()) > 100 for n in names):  # a ustar name (without its prefix field): every tar reads it
+        return None
+    return base
+
+
+def archive(files: Sequence[tuple[str, bytes, str]], base: str, *, compress: bool) -> bytes:
+    """A tar archive of ``(path, data, mode)`` members named relative to ``base`` (unpacked with
+    ``tar -x -C base``; tar makes the missing parent directories), gzip-compressed if ``compress``."""
     buf = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buf, mode="w:gz" if compress else "w", format=tarfile.USTAR_FORMAT) as tf:
         for path, data, mode in files:
-            name = path.lstrip("/")
-            if not name or ".." in name.split("/"):
-                raise TransferError(f"cannot send {path!r}: a transfer names absolute paths without '..'")
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(posixpath.relpath(path, base))
             info.size, info.mode, info.mtime = len(data), int(mode, 8), now
             tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -131,23 +145,26 @@ class ConsoleTransfer:
             return
         node = Deadline.coerce(deadline, f"push {len(files)} file(s)")
         tools = self.tools(node)
-        if not (self.has_base64(node) and tools.tar):
+        base = archive_base(files)
+        if base is None or not (self.has_base64(node) and tools.tar) or len(base) > MAX_LINE // 3:
             for path, data, mode in files:
                 self.push(path, data, node, mode=mode)
             return
-        data = archive(files, compress=tools.gzip)
+        data = archive(files, base, compress=tools.gzip)
         last = ""
         for _attempt in range(2):
-            last = self._push_archive(data, node, tools.gzip)
+            last = self._push_archive(data, base, node, tools.gzip)
             if last == "ok":
                 return
         raise TransferError(f"sending {len(files)} file(s) ({len(data)} bytes archived) to the board failed twice: "
                             f"{last}")
 
-    def _push_archive(self, data: bytes, node: Deadline, gzipped: bool) -> str:
+    def _push_archive(self, data: bytes, base: str, node: Deadline, gzipped: bool) -> str:
         sha, md5 = hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest()  # noqa: S324
-        unpack = 'gzip -dc < "$lxa" | tar -x -f - -C /' if gzipped else 'tar -x -f "$lxa" -C /'
-        cmd = (f"lxa=/tmp/.lava-xfer.$$; base64 -d > \"$lxa\" <<'{EOF_MARK}'; h=$( {_hash_cmd('lxa')} ); "
+        unpack = ('mkdir -p "$lxd" && ' + ('gzip -dc < "$lxa" | tar -x -f - -C "$lxd"' if gzipped
+                                           else 'tar -x -f "$lxa" -C "$lxd"'))
+        cmd = (f"lxd={shlex.quote(base)}; lxa=/tmp/.lava-xfer.$$; base64 -d > \"$lxa\" <<'{EOF_MARK}'; "
+               f"h=$( {_hash_cmd('lxa')} ); "
                f'case "$h" in {sha}|{md5}) {unpack} && echo LAVA_XFER_OK ;; *) echo "LAVA_XFER_BAD $h" ;; esac; '
                'rm -f "$lxa"')
         lines = base64.encodebytes(data).decode("ascii").splitlines()

@@ -29,7 +29,8 @@ PROMPT = "root@linaro:~# "
 PROMPT_RE = r"root@linaro:~# "
 APPLETS = ("sh", "ps", "ip", "ping", "awk", "dd", "grep", "sed", "cut", "wc", "ls", "cat", "cp", "mkdir", "rm",
            "tr", "basename", "head", "sleep", "uname", "base64", "sha256sum", "md5sum", "od", "mv", "chmod",
-           "dmesg", "printf", "test", "true", "false", "echo", "env", "stty")
+           "dmesg", "printf", "test", "true", "false", "echo", "env", "stty", "wget", "tar", "gzip", "setsid",
+           "dirname", "kill")
 
 
 def make_applet_dir(where: Path, overrides: dict[str, str] | None = None) -> Path:
@@ -92,7 +93,7 @@ def fake_device(tmp: Path, *, name: str = "fake01", isig: bool = True,
     (home / ".fakerc").write_text(functions)
     return Device(name=name, device_type="fake", board_type="fake-busybox",
                   connection_command=shlex.join(shell_argv(bindir, home)), tester_str=PROMPT_RE,
-                  master_str=PROMPT_RE, death_strings=["Kernel panic"],
+                  master_str=PROMPT_RE, death_strings=["Kernel panic"], host_address="127.0.0.1",
                   extra={"lava_test_dir": str(tmp / "rootfs" / "lava"), "fake_isig": isig})
 
 

@@ -23,7 +23,7 @@ from pytest_lava.testdefs import (
     load_url,
     resolve,
 )
-from pytest_lava.testdefs.device import DeviceRunner, install_script, run_script
+from pytest_lava.testdefs.device import DeviceRunner, ScriptEnv, install_script, run_script
 from pytest_lava.testdefs.model import LAVA_TEST, TESTDEF_1_0, definition_from_data
 from pytest_lava.testdefs.parse import signal_fields, unique_ids
 from pytest_lava.testdefs.transfer import ConsoleTransfer
@@ -101,7 +101,10 @@ def test_run_script_exports_params_quoted_and_signals_step_failures() -> None:
     d = definition_from_data({**TD, "params": {"MSG": "it's $HOME"}}, "x.yaml")
     script = run_script(d, "/lava", "0_demo", None)
     assert "MSG='it'\"'\"'s $HOME'; export MSG" in script
-    assert "<LAVA_SIGNAL_STEPFAIL STEP=1" in script and 'cd "$LAVA_DIR/tests/0_demo"' in script
+    assert "<LAVA_SIGNAL_STEPFAIL PHASE=run STEP=$lava_step" in script and "lava_step=1\n" in script
+    assert 'cd "$LAVA_DIR/tests/0_demo"' in script
+    in_repo = run_script(d, "/lava", "0_demo", None, ScriptEnv(workdir="/lava/repos/k y", kmsg=True))
+    assert "cd '/lava/repos/k y' || exit 1" in in_repo and "LAVA_KMSG=1; export LAVA_KMSG" in in_repo
     d.deps = ["it's"]
     assert "apt-get install -y 'it'\"'\"'s'" in install_script(d, "/lava", "0_demo")
 
@@ -255,7 +258,8 @@ def test_runner_runs_a_definition_live_on_busybox(shell, tmp_path: Path) -> None
     from pytest_lava.core.deadline import Deadline
 
     runner = DeviceRunner(shell, str(tmp_path / "rootfs" / "lava"))
-    assert runner.install_helpers(30) is True
+    assert runner.install_helpers(30) is True  # staged: sent with the next batch
+    runner.flush(30)
     assert runner.install_helpers(30) is False  # same version already there
     d = load_builtin("smoke")
     runner.install_definition(d, "smoke", 30)
