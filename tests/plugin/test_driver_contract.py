@@ -43,7 +43,8 @@ def test_an_action_without_implementation_fails_validation(pytester: pytest.Pyte
             return [ActionSpec("flash_spi", SETUP)]
     """)
     (lab / "job.yaml").write_text(JOB.format(name="unimplemented", command="flash_spi"))
-    result = pytester.runpytest("-p", "no:cacheprovider", "--lava-validate", "--lava-job", "job.yaml",
+    # a subprocess: the hook adds to the process-wide action registry
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lava-validate", "--lava-job", "job.yaml",
                                 "--lava-devices", "lab")
     assert result.ret == 4
     text = "\n".join(result.outlines + result.errlines)
