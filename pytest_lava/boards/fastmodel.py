@@ -20,16 +20,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..core.errors import ConfigurationError, InfrastructureError, ProblemList
+from ..core.errors import ConfigurationError, InfrastructureError, Problem, ProblemList
 from .driver import BoardDriver, BoardState, ImageFormat, job_error
 from .simulator import (
     PLACEHOLDERS,
     Simulator,
     SimulatorConnection,
     SimulatorFailed,
+    device_problems,
     option_problem,
     simulator_argv,
-    template_fields,
 )
 
 RTSM_LOG = "rtsm.log"
@@ -71,13 +71,8 @@ class FastModelBoard(BoardDriver):
 
     # -- validation ----------------------------------------------------------------------------
     def check_parameters(self, action, device, problems: ProblemList, path: str) -> None:  # type: ignore[no-untyped-def]
-        if not device.simulator_command:
-            problems.add(path, f"{_where(device)} has board_type 'fastmodel' but no simulator_command")
-        else:
-            try:
-                template_fields(device.simulator_command, where=_where(device))
-            except ConfigurationError as exc:
-                problems.add(path, str(exc))
+        for key, reason in device_problems(device):
+            problems.add(path, f"{reason} ({device.source or 'device'}: {key})")
         if action.command == "boot_linaro_image":
             for i, option in enumerate(action.parameters.get("options") or []):
                 problem = option_problem(option, device.simulator_allowed_options)
@@ -101,10 +96,9 @@ class FastModelBoard(BoardDriver):
     # -- boot ----------------------------------------------------------------------------------
     def argv(self, ctx, options: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
         dev = ctx.device
-        if not dev.simulator_command:
-            raise ConfigurationError.single(dev.source or dev.name, "simulator_command",
-                                            f"device {dev.name} has board_type 'fastmodel' but no simulator_command")
-        template_fields(dev.simulator_command, where=_where(dev))  # an unknown placeholder: before anything starts
+        problems = device_problems(dev)  # an unknown placeholder, a bad pattern: before anything starts
+        if problems or not dev.simulator_command:
+            raise ConfigurationError([Problem(dev.source or dev.name, key, reason) for key, reason in problems])
         if self.boot_spec is None:
             raise job_error(ctx, f"{dev.name}: nothing to boot: run deploy_linaro_image first")
         merged = dict(dev.simulator_boot_options)

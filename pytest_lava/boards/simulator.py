@@ -60,6 +60,40 @@ def template_fields(command: str, *, where: str, key: str = "simulator_command")
     return names
 
 
+def device_problems(device) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(key, reason) for every mistake in a simulator device's settings, found before anything starts."""
+    where = f"device {device.name}"
+    out: list[tuple[str, str]] = []
+    if not device.simulator_command:
+        out.append(("simulator_command", f"{where} has board_type 'fastmodel' but no simulator_command"))
+    else:
+        try:
+            template_fields(device.simulator_command, where=where)
+        except ConfigurationError as exc:
+            out += [(p.path, f"{where}: {p.reason}") for p in exc.problems]
+    for key in device.simulator_files:
+        if key.upper() not in PLACEHOLDERS or key.upper() == "IMG":
+            out.append(("simulator_files", f"{where}: unknown placeholder {key!r} (known: AXF, KERNEL, DTB, "
+                                           "INITRD, UEFI)"))
+    try:
+        [w.format(name="n", value="v") for w in device.simulator_option_format]
+    except (KeyError, IndexError, ValueError) as exc:
+        out.append(("simulator_option_format", f"{where}: {device.simulator_option_format!r} may use only "
+                                               f"{{name}} and {{value}} ({type(exc).__name__}: {exc})"))
+    patterns = [("simulator_port_pattern", device.simulator_port_pattern),
+                ("simulator_started_pattern", device.simulator_started_pattern),
+                *(("simulator_failed_patterns", p) for p in device.simulator_failed_patterns)]
+    for key, pattern in patterns:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            out.append((key, f"{where}: {pattern!r} is not a regular expression: {exc}"))
+            continue
+        if key == "simulator_port_pattern" and compiled.groups < 1:
+            out.append((key, f"{where}: {pattern!r} must capture the port number as its first group"))
+    return out
+
+
 def option_problem(option: object, allowed: Sequence[str]) -> str | None:
     if not isinstance(option, str) or "=" not in option or not option.partition("=")[0].strip():
         return f"boot option {option!r} is not 'name=value'"

@@ -165,3 +165,22 @@ def test_disk_image_built_without_root_reads_back(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "boot.tar") as tf:
         image = next(m for m in tf.getmembers() if m.name.lstrip("./") == "Image")
         assert tf.extractfile(image).read() == (boot / "Image").read_bytes()  # type: ignore[union-attr]
+
+
+def test_device_mistakes_are_found_before_anything_starts() -> None:
+    from pytest_lava.boards.simulator import device_problems
+
+    good = Device(name="fm1", device_type="fm", board_type="fastmodel", simulator_command="FVP -a {AXF}")
+    assert device_problems(good) == []
+    bad = Device(name="fm1", device_type="fm", board_type="fastmodel", simulator_command="FVP -a {AFX}",
+                 simulator_files={"DTS": "x.dtb"}, simulator_option_format=["-C", "{nam}={value}"],
+                 simulator_port_pattern="port \\d+", simulator_failed_patterns=["(unclosed"])
+    keys = {key: reason for key, reason in device_problems(bad)}
+    assert set(keys) == {"simulator_command", "simulator_files", "simulator_option_format",
+                         "simulator_port_pattern", "simulator_failed_patterns"}
+    assert all(reason.startswith("device fm1") for reason in keys.values())
+    assert "unknown placeholder {AFX}" in keys["simulator_command"]
+    assert "first group" in keys["simulator_port_pattern"]
+    missing = Device(name="fm2", device_type="fm", board_type="fastmodel")
+    assert device_problems(missing) == [("simulator_command",
+                                         "device fm2 has board_type 'fastmodel' but no simulator_command")]
