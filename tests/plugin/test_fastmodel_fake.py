@@ -140,3 +140,26 @@ def test_an_unknown_placeholder_and_a_forbidden_option_fail_validation(pytester:
     assert result.ret == 4, text
     assert "device fvp01" in text and "unknown placeholder {IMAGE}" in text
     assert "boot option 'semihosting-enable' is not allowed" in text and "Traceback" not in text
+
+
+def test_a_prebuilt_image_is_copied_and_its_boot_files_found(pytester: pytest.Pytester, lab: Path) -> None:
+    from pytest_lava.artifacts.mkdisk import PartSpec, make_disk
+    from pytest_lava.core.deadline import Deadline
+
+    boot, root = lab / "t-boot", lab / "t-root"
+    (root / "boot").mkdir(parents=True)
+    boot.mkdir()
+    (root / "boot" / "linux-system.axf").write_bytes(b"boot wrapper in the root partition")
+    (root / "etc").mkdir()
+    make_disk(lab / "prebuilt.img", [PartSpec("boot", boot), PartSpec("rootfs", root)], Deadline(60, "t"), lab)
+    before = (lab / "prebuilt.img").read_bytes()
+    job = JOB.format(name="prebuilt", target="fvp01", options="[]", dir=lab).replace(
+        f'hwpack: "file://{lab}/hwpack.tar.gz", rootfs: "file://{lab}/rootfs.tar.gz"', f'image: "file://{lab}/prebuilt.img"')
+    (lab / "prebuilt.yaml").write_text(job)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lava-job", "prebuilt.yaml", "--lava-devices",
+                                           "devices", "--lava-results", "results", timeout=240)
+    assert result.ret == 0, "\n".join(result.outlines[-40:])
+    rtsm = (lab / "results" / "prebuilt" / "rtsm.log").read_text()
+    assert re.search(r"fake FVP: arguments -a \S+/linux-system\.axf", rtsm), rtsm
+    assert re.search(r"p_mmc_file=\S+/sd\.img", rtsm) and "prebuilt.img" not in rtsm
+    assert (lab / "prebuilt.img").read_bytes() == before

@@ -184,3 +184,27 @@ def test_device_mistakes_are_found_before_anything_starts() -> None:
     missing = Device(name="fm2", device_type="fm", board_type="fastmodel")
     assert device_problems(missing) == [("simulator_command",
                                          "device fm2 has board_type 'fastmodel' but no simulator_command")]
+
+
+def test_the_job_watchdog_stops_the_simulator(tmp_path: Path) -> None:
+    from pytest_lava.boards.board import Board
+    from pytest_lava.core.deadline import Watchdog
+
+    sim = start(tmp_path)
+    dev = Device(name="fm1", device_type="fm", board_type="fastmodel", simulator_command="FVP")
+    job = Deadline(3, "job")
+    board = Board(dev, log_dir=tmp_path, deadline=job)
+    try:
+        port = sim.wait_ready(job.child(None, "boot"), FVP_PORT, "Simulation is started", FAILED)
+        conn = SimulatorConnection(sim, "127.0.0.1", port)
+        conn.connect(job.child(None, "connect"))
+        board.attach(conn)
+        with Watchdog(job) as watchdog:
+            board.guard(watchdog)
+            end = time.monotonic() + 20
+            while sim.alive() and time.monotonic() < end:
+                time.sleep(0.1)
+        assert watchdog.fired and not sim.alive()
+    finally:
+        board.close()
+        sim.stop()
