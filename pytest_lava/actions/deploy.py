@@ -4,7 +4,8 @@ Host side (here): download each artifact into the shared cache (``download.py``)
 checksums, decompress, apply ``kernel_matrix``, take partitions out of an ``image``, check
 every tarball is safe to unpack. Board side (the board type): a master board formats its test
 partitions and fetches the tarballs from the harness's image server (``imageserver.py``); a
-qemu board just remembers what to boot.
+qemu board just remembers what to boot; a simulator boots a disk image built on the host
+(``hostimage.py``).
 
 A lab failure is an InfrastructureError naming the step (a download names its URL); a job
 mistake (an action this board type cannot run, a bad artifact) is a JobError. Either way the
@@ -134,6 +135,10 @@ def deploy_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no
             raw = cache.derive(img, "raw-image", lambda out: decompress(img, out, node), node, suffix=".img")
             facts = {}
             driver.deploy_image(ctx, {"image": str(raw)})
+        elif driver.image_format is ImageFormat.HOST_BUILT_IMAGE:
+            from .hostimage import deploy_host_image
+
+            facts = deploy_host_image(ctx, params, cache)
         else:
             raise job_error(ctx, f"board type {driver.name!r} cannot deploy a Linaro image")
         ctx.run.deployed = {"kind": "linaro", **{k: v for k, v in params.items() if k != "timeout"}, **facts}

@@ -2,7 +2,8 @@
 
 A board type is a driver class (:class:`~pytest_lava.boards.driver.BoardDriver`, the contract);
 the device's ``board_type`` picks it. Built-in: ``master``
-(master-image boards), ``qemu`` (the harness starts QEMU per job). A lab adds its own with the
+(master-image boards), ``qemu`` (the harness starts QEMU per job), ``fastmodel`` (a simulator
+started per job, its console port read from its output). A lab adds its own with the
 ``pytest_lava_board_type`` hook in a ``conftest.py`` (see ``hookspecs.py``), or installs one with an
 entry point in the group ``pytest_lava.board_types``::
 
@@ -35,6 +36,7 @@ ENTRY_POINT_GROUP = "pytest_lava.board_types"
 BUILTIN = {
     "master": "pytest_lava.boards.master:MasterBoard",
     "qemu": "pytest_lava.boards.qemu:QemuBoard",
+    "fastmodel": "pytest_lava.boards.fastmodel:FastModelBoard",
 }
 
 

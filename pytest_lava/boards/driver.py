@@ -46,10 +46,12 @@ class BoardState(Enum):
 
 class ImageFormat(Enum):
     """How a driver takes ``deploy_linaro_image``: hwpack+rootfs tarballs written from a master
-    image, or one disk image the board boots itself."""
+    image, one disk image the board boots itself, or a disk image the host builds from
+    hwpack+rootfs plus the boot files found in it (a simulator)."""
 
     TARBALLS = "tarballs"
     DISK_IMAGE = "disk image"
+    HOST_BUILT_IMAGE = "disk image built on the host"  # from hwpack+rootfs (or a prebuilt image) + boot files
 
 
 class DeployStepFailed(InfrastructureError):

@@ -71,11 +71,24 @@ class Device:
     health_failure_threshold: int = 3
     timeouts: dict[str, float] = field(default_factory=dict)  # named step timeouts
 
-    # qemu / simulator board types
+    # qemu board type
     qemu_binary: str = "qemu-system-x86_64"
     qemu_machine_type: str = "pc"
     qemu_memory: str = "512"
     qemu_options: list[str] = field(default_factory=list)
+
+    # simulator board type (fastmodel): started per job, console port read from its output
+    simulator_command: str | None = None  # argv template: {AXF} {IMG} {KERNEL} {DTB} {INITRD} {UEFI}
+    simulator_files: dict[str, str] = field(default_factory=dict)  # placeholder -> file names to look for
+    simulator_port_pattern: str = r"terminal_0: Listening for serial connection on port (\d+)"
+    simulator_started_pattern: str = r"Simulation is started"  # "": the port line is enough
+    simulator_failed_patterns: list[str] = field(default_factory=lambda: [r"ERROR: License check failed!"])
+    simulator_boot_options: dict[str, str] = field(default_factory=dict)  # default -C name=value options
+    simulator_allowed_options: list[str] = field(default_factory=list)  # names a job's options may set
+    simulator_option_format: list[str] = field(default_factory=lambda: ["-C", "{name}={value}"])
+    simulator_env: dict[str, str] = field(default_factory=dict)  # e.g. ARMLMD_LICENSE_FILE
+    simulator_version_command: str | None = None
+    simulator_console_host: str = "127.0.0.1"
 
     # android
     adb_address: str | None = None

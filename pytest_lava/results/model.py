@@ -232,6 +232,7 @@ class JobResults:
         if device_type:
             self._metadata["target.device_type"] = device_type
         self._serial_log: Path | None = None
+        self._files: dict[str, Path] = {}  # attachments of the lava run read when the bundle is built
         self._finished: Path | None = None
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -283,6 +284,12 @@ class JobResults:
         with self._lock:
             self._serial_log = Path(path)
 
+    def attach_file(self, pathname: str, path: Path) -> None:
+        """Attach a host file (a simulator's ``rtsm.log``, say) to the ``lava`` run: read (its last
+        32 MiB, masked) when the bundle is built, so it holds everything written until then."""
+        with self._lock:
+            self._files[pathname] = Path(path)
+
     def set_attribute(self, key: str, value: str) -> None:
         with self._lock:
             self._metadata[str(key)] = str(value)
@@ -293,15 +300,18 @@ class JobResults:
     def finished(self) -> bool:
         return self._finished is not None
 
-    def _serial_attachment(self) -> Attachment | None:
-        path = self._serial_log
-        if path is None or not path.exists():
-            return None
+    def _read_tail(self, path: Path) -> bytes:
         size = path.stat().st_size
         with open(path, "rb") as fh:
             if size > MAX_SERIAL_LOG_BYTES:
                 fh.seek(size - MAX_SERIAL_LOG_BYTES)
-            data = self.masker.mask_bytes(fh.read())
+            return self.masker.mask_bytes(fh.read())
+
+    def _serial_attachment(self) -> Attachment | None:
+        path = self._serial_log
+        if path is None or not path.exists():
+            return None
+        data = self._read_tail(path)
         local = self.results_dir / SERIAL_LOG
         if path.resolve() != local.resolve() or data != local.read_bytes():
             _atomic_write(local, data)  # the results dir gets a masked copy
@@ -315,12 +325,13 @@ class JobResults:
             cases.append(CaseResult("gather_results", "fail" if gather else "pass", gather))
             cases.append(CaseResult("job_complete", "pass" if job_complete else "fail", message))
             attachment = self._serial_attachment()
+            files = [Attachment(name, self._read_tail(path)) for name, path in self._files.items() if path.is_file()]
             return TestRun(
                 LAVA_TEST_ID,
                 cases,
                 attributes={},
                 started=self.started,
-                attachments=[attachment] if attachment else [],
+                attachments=([attachment] if attachment else []) + files,
                 tags=self.tags,
                 uuid=self.lava_uuid,
             )

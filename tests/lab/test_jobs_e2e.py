@@ -239,8 +239,32 @@ def test_arm64_image_job(pytester: pytest.Pytester, arm64: str) -> None:
     assert results_of(runs["lava"]).get("deploy_linaro_image") == "pass"
 
 
+def test_fastmodel_job(pytester: pytest.Pytester, lab_http: None) -> None:
+    """A simulator board (QEMU playing a Fast Model): the disk image built on the host from the
+    hwpack+rootfs, the console port read from the simulator's output, the job's boot option
+    applied, rtsm.log in the results and the bundle, the simulator gone afterwards."""
+    run = run_job(pytester, "lab-fastmodel.json")
+    assert_all_passed(run)
+    defs = run.by_definition()
+    assert {c.case.removeprefix("lab-simulator-image.") for c in defs["lab-simulator-image"]} == {
+        "hostname-is-linaro", "test-image-marker", "root-on-built-image", "boot-option-memory"}
+    assert len(defs["smoke"]) >= 5 and len(defs["stream"]) == 5
+    results = run.results / "lab-fastmodel"
+    rtsm = (results / "rtsm.log").read_text()
+    port = re.search(r"QEMU waiting for connection on: disconnected:telnet:127\.0\.0\.1:(\d+)", rtsm)
+    assert port and int(port.group(1)) > 0, rtsm[-2000:]
+    assert " -m 768" in rtsm.splitlines()[0]  # the job's option over the device's default (1024)
+    runs = runs_of(run.bundle("lab-fastmodel"))
+    assert attachment(runs["lava"], "rtsm.log") == rtsm
+    assert runs["lava"]["attributes"]["target.simulator_version"].startswith("QEMU emulator version")
+    console = (results / "console.log").read_text()
+    pids = [int(p) for p in re.findall(r"started qemu-system-aarch64 .*\(pid (\d+)\)", console)]
+    assert len(pids) == 1 and gone(pids[0]), f"simulator pids {pids} still running"
+    assert "lab/build" not in rtsm.splitlines()[0]  # the kernel came from the image built on the host
+
+
 def test_every_job_is_covered() -> None:
     """A job added to jobs/ gets an end-to-end test here too."""
     covered = {"qemu-x86_64-smoke.yaml", "lab-arm64-linaro.json", "lab-arm64-kernel-matrix.json",
-               "lab-arm64-image.json"}
+               "lab-arm64-image.json", "lab-fastmodel.json"}
     assert {p.name for p in JOBS.iterdir() if p.suffix in (".json", ".yaml", ".yml")} == covered
