@@ -76,9 +76,11 @@ lint: deps
 	$(PY) -m ruff check .
 
 bench: lab
-	$(PY) benchmarks/console.py
-	$(PY) benchmarks/validate.py
-	$(PY) benchmarks/parallel.py
+	@rm -f .bench-summary; for b in console.py validate.py "parallel.py --boot-time 8" overhead.py; do \
+		echo "== benchmarks/$$b"; $(PY) benchmarks/$$b > .bench-out 2>&1; rc=$$?; cat .bench-out; \
+		[ $$rc = 0 ] || exit $$rc; \
+		echo "$$b: $$(tail -n 1 .bench-out)" >> .bench-summary; done; \
+	echo "== summary"; cat .bench-summary; rm -f .bench-out .bench-summary
 
 clean-lab:
 	lab/labctl stop || true
