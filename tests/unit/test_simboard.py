@@ -159,7 +159,9 @@ def test_drop_mode_power_reset_drops_and_restores_the_console_at_the_same_port(t
 
 
 def test_interrupting_autoboot_gives_u_boot_and_can_boot_the_test_image(tmp_path: Path) -> None:
-    board = Board(tmp_path / "sim", "--off")
+    # the countdown ticks 5 % of the boot time: 0.3 s each here, so a loaded machine still has
+    # time to send its key (with the suite's 0.3 s boots the window was 30 ms: flaky under load)
+    board = Board(tmp_path / "sim", "--off", "--boot-time", "6")
     try:
         con = board.connect()
         board.power("on")
