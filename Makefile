@@ -10,7 +10,8 @@ VENV ?= .venv
 PY = $(VENV)/bin/python
 PYTEST = $(PY) -m pytest
 OLDEST_VENV ?= .venv-oldest
-APT_PACKAGES = git python3-venv
+# postgresql: the tests of the PostgreSQL board pool start their own server (initdb + pg_ctl)
+APT_PACKAGES = git python3-venv postgresql
 STAMP = .make-stamps
 
 .PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad
@@ -21,10 +22,12 @@ $(STAMP):
 	@mkdir -p $(STAMP)
 
 # host tools the Makefile itself needs: git, and venv/ensurepip (Debian 12's own python3 has
-# neither until python3-venv is installed; its pip refuses to install into the system, PEP 668)
+# neither until python3-venv is installed; its pip refuses to install into the system, PEP 668);
+# and PostgreSQL's server binaries for the tests of the PostgreSQL pool
 host-tools: $(STAMP)/host-tools
 $(STAMP)/host-tools: | $(STAMP)
-	@if ! command -v git >/dev/null || ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	@if ! command -v git >/dev/null || ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
+		|| ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES); fi
 	@touch $@
 
