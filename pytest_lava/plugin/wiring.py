@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..core.errors import InputError
+from ..devices.pgdb import mask_url
 from .items import SESSION_KEY, JobItem, collector_for
 from .reporting import ExtraReports, attach, step_report
 from .session import JOB_SUFFIXES, LavaSession, options_from
@@ -58,7 +59,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lava-state", metavar="DIR", default=None,
                     help="the lab's state: board leases and health (or $PYTEST_LAVA_STATE); shared by every "
                          "run on the same boards; default: per device directory under $XDG_STATE_HOME")
+    group.addoption("--lava-pool", metavar="URL", default=None,
+                    help="where boards are leased: 'local' (default: flock in the state directory) or "
+                         "postgresql://user@host/db, shared by dispatchers on several hosts (or $PYTEST_LAVA_POOL)")
     parser.addini("lava_devices", "default device directory", default="devices")
+    parser.addini("lava_pool", "the board pool: 'local' or a PostgreSQL URL", default="")
     parser.addini("lava_state", "the lab's state directory (leases, health)", default="")
     parser.addini("lava_results", "default results directory", default="lava-results")
 
@@ -212,4 +217,5 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if lava is None:
         return None
     return [f"lava: {len(lava.options.jobs)} job(s), devices {lava.options.devices_dir}, "
-            f"results {lava.options.results_dir}, state {lava.state_dir}"]
+            f"results {lava.options.results_dir}, state {lava.state_dir}"
+            + (f", pool {mask_url(lava.options.pool)}" if lava.options.pool else "")]
