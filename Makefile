@@ -82,6 +82,7 @@ bench: lab
 	$(PY) benchmarks/console.py
 	$(PY) benchmarks/validate.py
 	$(PY) benchmarks/parallel.py
+	$(PY) benchmarks/scale.py
 
 clean-lab:
 	lab/labctl stop || true
