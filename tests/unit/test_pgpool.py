@@ -16,8 +16,8 @@ import pytest
 
 from pytest_lava.core.deadline import Deadline
 from pytest_lava.core.errors import InfrastructureError
-from pytest_lava.devices.device import Device
 from pytest_lava.devices.leasing import NoBoardAvailable
+from pytest_lava.devices.pgdb import Timeouts
 from pytest_lava.devices.pgpool import PostgresPool
 from pytest_lava.testing.postgres import PostgresServer, PostgresUnavailable
 from tests.unit.test_pool import REPO, lab, run_python, run_stress
@@ -60,6 +60,7 @@ HOLDER = """
 import sys, time
 from pytest_lava.core.deadline import Deadline
 from pytest_lava.devices.device import Device
+from pytest_lava.devices.pgdb import Timeouts
 from pytest_lava.devices.pgpool import PostgresPool
 pool = PostgresPool({"arm-01": Device(name="arm-01", device_type="arm64")}, sys.argv[1])
 lease = pool.acquire(target="arm-01", device_type=None, deadline=Deadline(20, "h"), job="holder-job")
@@ -115,6 +116,7 @@ def test_sigkill_of_the_holder_frees_its_board_within_a_bounded_time(pool: Postg
 RECORD = """
 import sys
 from pytest_lava.devices.device import Device
+from pytest_lava.devices.pgdb import Timeouts
 from pytest_lava.devices.pgpool import PostgresPool
 pool = PostgresPool({"arm-01": Device(name="arm-01", device_type="arm64")}, sys.argv[1])
 print(pool.health.record("arm-01", infrastructure_failure=True, health_check=False, passed=False,
@@ -165,6 +167,27 @@ def test_pool_status_command_shows_who_holds_what(pool: PostgresPool, url: str) 
     assert "quarantined (health check failed (infrastructure failure))" in lines["arm-01"]
     assert lines["x86-01"].split()[2] == "free"
     lease.release()
+
+
+def test_every_statement_and_a_vanished_peer_have_a_deadline(url: str) -> None:
+    pool = PostgresPool(lab(), url, timeouts=Timeouts(statement=0.5, lock=0.3))
+    names = ["statement_timeout", "lock_timeout", "tcp_keepalives_idle", "tcp_keepalives_interval",
+             "tcp_keepalives_count", "tcp_user_timeout"]
+    settings = pool.db.query("settings", "SELECT " + ", ".join(f"current_setting('{n}')" for n in names))
+    # the server's side of the keepalives ends the session (and its leases) of a vanished host
+    assert settings[0] == ("500ms", "300ms", "10", "10", "3", "30000")  # tcp_user_timeout in ms
+    t0 = time.monotonic()
+    with pytest.raises(InfrastructureError, match="statement timeout"):
+        pool.db.query("sleeping", "SELECT pg_sleep(5)")
+    assert time.monotonic() - t0 < 3
+    # a health row locked by another dispatcher: the update waits at most lock_timeout
+    other = PostgresPool(lab(), url)
+    with other.health._locked("arm-01"), pytest.raises(InfrastructureError, match="arm-01: .*lock timeout"):
+        pool.health.record("arm-01", infrastructure_failure=True, health_check=False, passed=False, threshold=3)
+    assert pool.health.record("arm-01", infrastructure_failure=False, health_check=True, passed=True,
+                              threshold=3) is None  # the connection is still usable
+    other.close()
+    pool.close()
 
 
 def test_an_unreachable_database_is_an_infrastructure_error_without_the_password() -> None:
