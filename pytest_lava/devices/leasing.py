@@ -15,6 +15,7 @@ then it fails with :class:`NoBoardAvailable`, naming what it asked for and who h
 from __future__ import annotations
 
 import random
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +37,17 @@ class NoBoardAvailable(InfrastructureError):
 
 class NoMatchingBoard(NoBoardAvailable):
     """No board in the device directory matches the job's target / device type / tags at all."""
+
+
+def this_host() -> str:
+    """This host's name, as a device's ``dispatcher_host`` names it (lower case)."""
+    return socket.gethostname().lower()
+
+
+def runs_here(device: Device, host: str | None = None) -> bool:
+    """Whether ``device`` may be run from this host (its ``dispatcher_host`` is unset or this host)."""
+    want = device.dispatcher_host
+    return not want or want.lower() == (host or this_host())
 
 
 def describe_request(target: str | None, device_type: str | None, tags: Sequence[str]) -> str:
@@ -219,6 +231,13 @@ class PoolBackend(ABC):
         """
         candidates = self.match(target=target, device_type=device_type, tags=tags)
         request = describe_request(target, device_type, tags)
+        here = [d for d in candidates if runs_here(d)]
+        if not here:
+            hosts = sorted({str(d.dispatcher_host) for d in candidates})
+            raise NoMatchingBoard(
+                f"{request}: its board{'s' if len(candidates) > 1 else ''} must be run from "
+                f"{' or '.join(hosts)} (dispatcher_host); this is {this_host()}")
+        candidates = here
         started = time.monotonic()
         announced = False
         skipped: set[str] = set()

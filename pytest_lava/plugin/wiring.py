@@ -176,9 +176,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     lava = config.stash.get(SESSION_KEY, None)
     if lava is None:
         return None
-    from .scheduling import make_scheduler
+    from .scheduling import job_hosts, make_scheduler
 
-    return make_scheduler(config, lava.jobs_by_file(), log)
+    def hosts_of_job(job: object) -> frozenset[str] | None:
+        try:
+            return job_hosts(lava.plan(job).boards)  # type: ignore[arg-type]
+        except InputError:
+            return None  # reported by the workers' collection
+
+    return make_scheduler(config, lava.jobs_by_file(), log, hosts_of_job)
 
 
 @pytest.hookimpl(wrapper=True)
