@@ -14,6 +14,9 @@ the pool creates its tables on first use.
 * The holder records pid, host and job in ``lava_holders`` (for messages; a row counts only while
   its backend still holds the lock); ``lava_leases`` is the view of who holds what
   (``python -m pytest_lava pool status``, or ``SELECT * FROM lava_leases`` in psql).
+  ``lava_lease_log`` keeps every lease's interval on the server's clock — ``acquired`` after the
+  lock was taken, ``released`` before it was given back (NULL: the holder died) — from which
+  any two holds of one board can be checked for overlap (:func:`double_leases`).
 * Board **health** (:class:`PgHealth`) is one row per board in ``lava_health``, read-modify-written
   in a transaction under ``SELECT … FOR UPDATE``: the rules are :class:`.health.HealthRules`.
 
@@ -51,6 +54,16 @@ CREATE TABLE IF NOT EXISTS lava_holders (
     job text NOT NULL DEFAULT '',
     since double precision NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lava_lease_log (
+    id bigserial PRIMARY KEY,
+    board text NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    job text NOT NULL DEFAULT '',
+    backend_pid integer NOT NULL,
+    acquired timestamptz NOT NULL,
+    released timestamptz
+);
 CREATE TABLE IF NOT EXISTS lava_health (
     board text PRIMARY KEY,
     quarantined boolean NOT NULL DEFAULT false,
@@ -81,9 +94,10 @@ END $$;
 class PgLease(Lease):
     """A lease held as an advisory lock on the pool's connection."""
 
-    def __init__(self, device: Device, pool: PostgresPool, board_id: int, generation: int) -> None:
+    def __init__(self, device: Device, pool: PostgresPool, board_id: int, generation: int, log_id: int) -> None:
         self._pool = pool
         self.board_id = board_id
+        self.log_id = log_id  # its row in lava_lease_log
         self.generation = generation  # the connection it was taken on
         super().__init__(device)
 
@@ -162,28 +176,36 @@ class PostgresPool(PoolBackend):
             if board_id is None:
                 return None
             generation = self.db.generation
-            try:
+            try:  # after the lock is held: the logged interval lies inside the true one
                 cur.execute(
-                    "INSERT INTO lava_holders (board_id, backend_pid, pid, host, job, since) "
-                    "VALUES (%s, pg_backend_pid(), %s, %s, %s, %s) ON CONFLICT (board_id) DO UPDATE SET "
-                    "backend_pid = EXCLUDED.backend_pid, pid = EXCLUDED.pid, host = EXCLUDED.host, "
-                    "job = EXCLUDED.job, since = EXCLUDED.since",
-                    (board_id, os.getpid(), socket.gethostname(), job, time.time()))
+                    "WITH holder AS (INSERT INTO lava_holders (board_id, backend_pid, pid, host, job, since) "
+                    "VALUES (%(id)s, pg_backend_pid(), %(pid)s, %(host)s, %(job)s, %(since)s) "
+                    "ON CONFLICT (board_id) DO UPDATE SET backend_pid = EXCLUDED.backend_pid, pid = EXCLUDED.pid, "
+                    "host = EXCLUDED.host, job = EXCLUDED.job, since = EXCLUDED.since) "
+                    "INSERT INTO lava_lease_log (board, host, pid, job, backend_pid, acquired) "
+                    "SELECT name, %(host)s, %(pid)s, %(job)s, pg_backend_pid(), clock_timestamp() "
+                    "FROM lava_boards WHERE id = %(id)s RETURNING id",
+                    {"id": board_id, "pid": os.getpid(), "host": socket.gethostname(), "job": job,
+                     "since": time.time()})
+                row = cur.fetchone()
+                log_id = int(row[0]) if row else 0
             except Exception:
                 cur.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, board_id))
                 raise
         device = next(d for d in devices if self._ids[d.name] == board_id)
         self._held.add(device.name)
-        return PgLease(device, self, board_id, generation)
+        return PgLease(device, self, board_id, generation, log_id)
 
     def _unlock(self, lease: PgLease) -> None:
         self._held.discard(lease.device.name)
         if lease.generation != self.db.generation:
             return  # taken on a connection since lost: the server released it with that session
+        # the end of the logged interval is committed before the lock goes (two statements)
         self.db.query(
             "releasing a board",
             "WITH gone AS (DELETE FROM lava_holders WHERE board_id = %s AND backend_pid = pg_backend_pid()) "
-            "SELECT pg_advisory_unlock(%s, %s)", (lease.board_id, LOCK_CLASS, lease.board_id))
+            "UPDATE lava_lease_log SET released = clock_timestamp() WHERE id = %s", (lease.board_id, lease.log_id))
+        self.db.query("releasing a board", "SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, lease.board_id))
 
     def _reap(self) -> None:
         while self._orphans:
@@ -208,6 +230,28 @@ class PostgresPool(PoolBackend):
         self._held.clear()
         self._orphans.clear()
         self.db.close()
+
+
+def double_leases(pool: PostgresPool, *, died: dict[str, float] | None = None) -> list[str]:
+    """Overlapping holds of one board in ``lava_lease_log``, described (none: the promise held).
+
+    A lease without ``released`` belongs to a holder that died (its lock went with its session):
+    ``died`` maps such a holder's host to when (epoch seconds, server clock) it was killed, and
+    the board's next lease must start after that; any other open lease must be the last one."""
+    pool._setup()
+    rows = pool.db.query("reading the lease log",
+                         "SELECT board, host, pid, job, extract(epoch FROM acquired), extract(epoch FROM released) "
+                         "FROM lava_lease_log ORDER BY board, acquired")
+    problems = []
+    previous: tuple[object, ...] | None = None
+    for row in rows:
+        board, host, _pid, job, acquired, _released = row
+        if previous is not None and previous[0] == board:
+            end = previous[5] if previous[5] is not None else (died or {}).get(str(previous[1]))
+            if end is None or float(acquired) < float(end):
+                problems.append(f"{board}: {job} on {host} leased it while {previous[3]} on {previous[1]} held it")
+        previous = row
+    return problems
 
 
 class PgHealth(HealthRules):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from pytest_lava.core.deadline import Deadline
 from pytest_lava.core.errors import InfrastructureError
 from pytest_lava.devices.leasing import NoBoardAvailable
 from pytest_lava.devices.pgdb import Timeouts
-from pytest_lava.devices.pgpool import PostgresPool
+from pytest_lava.devices.pgpool import PostgresPool, double_leases
 from pytest_lava.testing.postgres import PostgresServer, PostgresUnavailable
 from tests.unit.test_pool import REPO, lab, run_python, run_stress
 
@@ -61,7 +62,7 @@ import sys, time
 from pytest_lava.core.deadline import Deadline
 from pytest_lava.devices.device import Device
 from pytest_lava.devices.pgdb import Timeouts
-from pytest_lava.devices.pgpool import PostgresPool
+from pytest_lava.devices.pgpool import PostgresPool, double_leases
 pool = PostgresPool({"arm-01": Device(name="arm-01", device_type="arm64")}, sys.argv[1])
 lease = pool.acquire(target="arm-01", device_type=None, deadline=Deadline(20, "h"), job="holder-job")
 print("held", flush=True)
@@ -71,6 +72,10 @@ time.sleep(120)
 
 def test_two_processes_leasing_from_one_pool_never_hold_the_same_board(tmp_path: Path, url: str) -> None:
     run_stress(tmp_path, processes=2, count=100, spec=url)
+    check = PostgresPool({}, url)  # the server's own lease log agrees with the workers' journal
+    assert check.db.query("count", "SELECT count(*), count(released) FROM lava_lease_log")[0] == (200, 200)
+    assert double_leases(check) == []
+    check.close()
 
 
 def test_two_leases_in_one_process_never_share_a_board(pool: PostgresPool) -> None:
@@ -102,12 +107,16 @@ def test_sigkill_of_the_holder_frees_its_board_within_a_bounded_time(pool: Postg
         assert "holder-job" in str(status["holder"])
         with pytest.raises(NoBoardAvailable, match=f"arm-01 busy \\(pid {holder.pid} on "):
             pool.acquire(target="arm-01", device_type=None, deadline=Deadline(0.3, "while-held"))
+        killed = float(pool.db.query("now", "SELECT extract(epoch FROM clock_timestamp())")[0][0])
         os.kill(holder.pid, signal.SIGKILL)
         t0 = time.monotonic()
         lease = pool.acquire(target="arm-01", device_type=None, deadline=Deadline(5, "after-kill"))
         assert time.monotonic() - t0 < 5
         assert pool.status()["arm-01"]["holder"].startswith(f"pid {os.getpid()} ")  # type: ignore[union-attr]
         lease.release()
+        # the dead holder's lease has no end in the log; the next one began after the kill
+        assert double_leases(pool) != []
+        assert double_leases(pool, died={socket.gethostname(): killed}) == []
     finally:
         holder.kill()
         holder.wait()
@@ -117,7 +126,7 @@ RECORD = """
 import sys
 from pytest_lava.devices.device import Device
 from pytest_lava.devices.pgdb import Timeouts
-from pytest_lava.devices.pgpool import PostgresPool
+from pytest_lava.devices.pgpool import PostgresPool, double_leases
 pool = PostgresPool({"arm-01": Device(name="arm-01", device_type="arm64")}, sys.argv[1])
 print(pool.health.record("arm-01", infrastructure_failure=True, health_check=False, passed=False,
                          threshold=1, reason="power failed", job="elsewhere"))
