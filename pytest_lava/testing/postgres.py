@@ -1,9 +1,10 @@
 """A throw-away PostgreSQL server for tests and benchmarks (Debian's ``postgresql`` package).
 
-``initdb`` into a fresh temporary directory, started with ``pg_ctl`` listening on 127.0.0.1 on a
-free port (and a unix socket in the same directory), trust authentication, stopped and removed
-on exit — by ``pg_ctl stop``, then by the postmaster's PID if it is still there. PostgreSQL
-refuses to run as root: as root the server runs as the ``postgres`` user the package creates.
+``initdb`` into a fresh temporary directory, started with ``pg_ctl`` listening on 127.0.0.1 (or
+another local address) on a free port (and a unix socket in the same directory), trust
+authentication, stopped and removed on exit — by ``pg_ctl stop``, then by the postmaster's PID
+if it is still there. PostgreSQL refuses to run as root: as root the server runs as the
+``postgres`` user the package creates.
 
     with PostgresServer() as pg:
         pool = PostgresPool(devices, pg.url)
@@ -40,17 +41,18 @@ def find_bindir() -> Path:
     raise PostgresUnavailable("PostgreSQL is not installed (Debian: apt-get install postgresql)")
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
 
 
 class PostgresServer:
     """One private server; ``url`` is a libpq URL for its ``postgres`` database."""
 
-    def __init__(self, *, max_connections: int = 100, timeout: float = 60.0) -> None:
+    def __init__(self, *, max_connections: int = 100, timeout: float = 60.0, address: str = "127.0.0.1") -> None:
         self.bindir = find_bindir()
+        self.address = address  # listen here (and on a unix socket in the server's directory)
         self.max_connections = max_connections
         self.timeout = timeout
         self.dir: Path | None = None
@@ -60,7 +62,7 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://{self.user}@{self.address}:{self.port}/postgres"
 
     def _run(self, *argv: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / argv[0]), *argv[1:]]
@@ -79,8 +81,11 @@ class PostgresServer:
                          "--no-sync", "--locale=C")
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
-        self.port = free_port()
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+        if self.address != "127.0.0.1":  # clients on the address's own subnets (a test's bridge)
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
+        self.port = free_port(self.address)
+        options = (f"-c listen_addresses={self.address} -p {self.port} -k {self.dir} -c fsync=off "
                    f"-c max_connections={self.max_connections} -c shared_buffers=16MB")
         done = self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.dir / "server.log"),
                          "-w", "-t", str(int(self.timeout)), "start")
