@@ -21,6 +21,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -96,6 +98,21 @@ class PostgresServer:
             raise RuntimeError(f"pg_ctl start failed: {done.stderr.strip()}\n{log}")
         self.pid = int((data / "postmaster.pid").read_text().split()[0])
         return self
+
+    @contextmanager
+    def database(self) -> Iterator[str]:
+        """A fresh database on this server (its URL), dropped at the end: tests that share a server
+        never see each other's boards, leases or health."""
+        import psycopg
+
+        name = f"t{os.getpid()}_{time.monotonic_ns()}"
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        try:
+            yield self.url.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as admin:
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
     def stop(self) -> None:
         """Stop the server (``pg_ctl stop -m fast``, then SIGKILL by PID) and remove its files."""

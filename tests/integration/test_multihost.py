@@ -66,12 +66,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def url(lab: Lab) -> Iterator[str]:
-    name = f"t{time.monotonic_ns()}"
-    admin = PostgresPool({}, lab.pg.url)
-    admin.db.query("creating a database", f'CREATE DATABASE "{name}"')
-    yield lab.pg.url.rsplit("/", 1)[0] + f"/{name}"
-    admin.db.query("dropping a database", f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    with lab.pg.database() as url:
+        yield url
 
 
 def write_jobs(where: Path, typed: int, usb: int) -> list[str]:

@@ -42,12 +42,8 @@ def pg() -> Iterator[PostgresServer]:
 @pytest.fixture
 def url(pg: PostgresServer) -> Iterator[str]:
     """A fresh database per test, so boards, leases and health never leak between tests."""
-    name = f"t{os.getpid()}_{time.monotonic_ns()}"
-    admin = PostgresPool({}, pg.url)
-    admin.db.query("creating a database", f'CREATE DATABASE "{name}"')
-    yield pg.url.rsplit("/", 1)[0] + f"/{name}"
-    admin.db.query("dropping a database", f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    with pg.database() as url:
+        yield url
 
 
 @pytest.fixture
