@@ -20,6 +20,7 @@ from ..devices.pgdb import mask_url
 from .items import SESSION_KEY, JobItem, collector_for
 from .reporting import ExtraReports, attach, step_report
 from .session import JOB_SUFFIXES, LavaSession, options_from
+from .shipping import RESULTS_ATTR, pack, ships
 
 _LIVE_FD: int | None = None
 
@@ -171,6 +172,14 @@ def _nodeid_outside_rootdir(config: pytest.Config, path: Path) -> dict[str, str]
 
 
 @pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist, on the controller: workers on other hosts ship their jobs' results back."""
+    from .shipping import mark_node
+
+    mark_node(node)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """Under xdist, all items of one job run on one worker, in order (see plugin/scheduling.py)."""
     lava = config.stash.get(SESSION_KEY, None)
@@ -202,6 +211,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             steps, module.pending_steps = module.pending_steps, []  # type: ignore[union-attr]
             attach(item.config, report, [r for name, ok, message in steps  # type: ignore[arg-type]
                                          for r in step_report(item, name, ok, message)])
+            if ships(item.config):  # a worker on another host: the job's results go with the report
+                run = item.config.stash[SESSION_KEY].runs.get(item.job.id)  # type: ignore[attr-defined]
+                if run is not None and run.finished and run.results_dir.is_dir():
+                    setattr(report, RESULTS_ATTR, pack(run.results_dir, run.options.results_dir))
     elif call.when == "call" or (call.when == "setup" and call.excinfo is not None):
         # the reporter: a plain test that used a LAVA board is a test case in that board's bundle
         target = getattr(item, "funcargs", {}).get("lava_target")

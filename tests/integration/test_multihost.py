@@ -83,18 +83,22 @@ def write_jobs(where: Path, typed: int, usb: int) -> list[str]:
 
 def argv(lab: Lab, where: Path, url: str, jobs: list[str], per_host: int) -> list[str]:
     # --opt=VALUE: xdist rewrites path arguments for ssh workers relative to rsync roots (there are
-    # none: the hosts share this file system) unless they are part of an option word
+    # none: the hosts share this file system) unless they are part of an option word. The workers
+    # run in a directory of their own, so their relative --lava-results is not the controller's:
+    # the results must come back (plugin/shipping.py)
+    remote = where / "on-the-host"
+    remote.mkdir(exist_ok=True)
     args = ["-p", "no:cacheprovider", "-v", f"--lava-devices={lab.devices}", "--lava-results=results",
             f"--lava-pool={url}", f"--lava-state={where / 'local-state'}", "--dist=load"]
     for host in lab.hosts.names:  # gw0.. on host0, then host1's
-        args.append(f"--tx={per_host}*{lab.hosts.tx(host, sys.executable, where)}")
-    return args + [f"--lava-job={job}" for job in jobs]
+        args.append(f"--tx={per_host}*{lab.hosts.tx(host, sys.executable, remote)}")
+    return args + [f"--lava-job={where / job}" for job in jobs]
 
 
 def ran_on(output: str, per_host: int) -> dict[str, set[str]]:
     """{job: hosts whose workers passed its items}, from -v lines; gwN is on host N // per_host."""
     hosts: dict[str, set[str]] = defaultdict(set)
-    for m in re.finditer(r"\[gw(\d+)\] .*PASSED (\w+)\.yaml::", output):
+    for m in re.finditer(r"\[gw(\d+)\] .*PASSED \S*?(\w+)\.yaml::", output):
         hosts[m.group(2)].add(f"host{int(m.group(1)) // per_host}")
     return hosts
 
@@ -123,8 +127,12 @@ def test_jobs_from_two_hosts_share_the_boards_and_a_usb_board_stays_on_its_host(
     check = PostgresPool({}, url)
     assert double_leases(check) == [] and check.holders() == {}
     check.close()
-    # the results came back to this directory (the hosts share the file system here)
-    assert len(list((pytester.path / "results").glob("*/bundle.json"))) == 6
+    # the results came back to the controller's results directory
+    written = pytester.path / "on-the-host" / "results"  # by the workers, on their hosts
+    shipped = sorted(p.relative_to(written) for p in written.rglob("*") if p.is_file() and "spool" not in p.parts)
+    assert len([p for p in shipped if p.name == "bundle.json"]) == 6
+    for rel in shipped:
+        assert (pytester.path / "results" / rel).read_bytes() == (written / rel).read_bytes(), rel
 
 
 def test_killing_one_hosts_workers_mid_job_frees_its_board_at_once(
