@@ -113,7 +113,7 @@ class Database:
                 with self._conn.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
-                if self._conn.broken or self._conn.closed:
+                if self._conn.closed or self._conn.pgconn.status != psycopg.pq.ConnStatus.OK:  # lost
                     self._conn.close()
                     self._conn = None
                 raise InfrastructureError(f"board pool {self.name}: {what}: {_first_line(exc)}")

@@ -195,6 +195,21 @@ def test_every_statement_and_a_vanished_peer_have_a_deadline(url: str) -> None:
     pool.close()
 
 
+def test_a_lost_connection_fails_one_call_and_its_leases_stay_lost(pool: PostgresPool, url: str) -> None:
+    stale = pool.acquire(target="arm-01", device_type=None, deadline=Deadline(5, "a"))
+    other = PostgresPool(lab(), url)
+    other.db.query("ending a session", "SELECT pg_terminate_backend(%s)", (pool.db.backend_pid(),))
+    with pytest.raises(InfrastructureError, match="board pool postgresql://"):
+        pool.status()  # the server ended the session (and its lease): this call learns it
+    assert pool.status()["arm-01"]["busy"] is False  # reconnected
+    with other.acquire(target="arm-01", device_type=None, deadline=Deadline(5, "b")):
+        stale.release()  # taken on the lost connection: must not free the board for someone else
+        rows = pool.db.query("who", "SELECT backend_pid FROM lava_leases WHERE board = 'arm-01'")
+        assert rows == [(other.db.backend_pid(),)]
+    assert pool.acquire(target="arm-01", device_type=None, deadline=Deadline(5, "c")).held
+    other.close()
+
+
 def test_an_unreachable_database_is_an_infrastructure_error_without_the_password() -> None:
     from pytest_lava.testing.postgres import free_port
 
