@@ -91,6 +91,15 @@ END $$;
 """
 
 
+SCHEMA_VERSION = "pytest-lava pool schema 1"
+SCHEMA += f"COMMENT ON FUNCTION lava_try_lease(integer[]) IS '{SCHEMA_VERSION}';\n"
+SCHEMA_CURRENT = (f"SELECT obj_description(to_regprocedure('lava_try_lease(integer[])'), 'pg_proc') "
+                  f"IS NOT DISTINCT FROM '{SCHEMA_VERSION}'")
+# set-up waits for the other dispatchers starting at the same moment: longer than a lease's
+# statements may, still bounded
+SETUP_WAIT = "SET LOCAL lock_timeout = '60s'; SET LOCAL statement_timeout = '60s'"
+
+
 class PgLease(Lease):
     """A lease held as an advisory lock on the pool's connection."""
 
@@ -136,13 +145,38 @@ class PostgresPool(PoolBackend):
     # -- set-up ----------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        """Create the tables (once per database) and register this pool's boards."""
+        """Create the tables (once per database) and register this pool's boards. Cheap when
+        both are done: dispatchers starting together then neither write nor wait."""
         if self._ready:
             return
-        with self.db.transaction("creating the pool's tables") as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))  # one creator at a time
-            cur.execute(SCHEMA)  # type: ignore[arg-type]
-            for device in sorted(self.devices.values(), key=lambda d: d.name):
+        if not self._schema_current():
+            with self.db.transaction("creating the pool's tables") as cur:
+                cur.execute(SETUP_WAIT)
+                cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))  # one creator at a time
+                cur.execute(SCHEMA_CURRENT)
+                row = cur.fetchone()
+                if not (row and row[0]):
+                    cur.execute(SCHEMA)  # type: ignore[arg-type]
+        self._register()
+        self._ready = True
+
+    def _schema_current(self) -> bool:
+        return bool(self.db.query("checking the pool's tables", SCHEMA_CURRENT)[0][0])
+
+    def _register(self) -> None:
+        """Learn the boards' ids; add or update (in name order) only the boards that need it."""
+        devices = sorted(self.devices.values(), key=lambda d: d.name)
+        rows = self.db.query("reading boards", "SELECT name, id, device_type, tags FROM lava_boards "
+                             "WHERE name = ANY(%s)", ([d.name for d in devices],))
+        known = {name: (int(id_), dtype, list(tags)) for name, id_, dtype, tags in rows}
+        for name, (id_, _, _) in known.items():
+            self._ids[name] = id_
+        stale = [d for d in devices if known.get(d.name, (0, None, None))[1:] != (d.device_type, list(d.tags))]
+        if not stale:
+            return
+        with self.db.transaction("registering boards") as cur:
+            cur.execute(SETUP_WAIT)
+            for device in stale:
                 cur.execute(
                     "INSERT INTO lava_boards (name, device_type, tags) VALUES (%s, %s, %s) "
                     "ON CONFLICT (name) DO UPDATE SET device_type = EXCLUDED.device_type, tags = EXCLUDED.tags "
@@ -150,7 +184,6 @@ class PostgresPool(PoolBackend):
                 row = cur.fetchone()
                 assert row is not None
                 self._ids[device.name] = int(row[0])
-        self._ready = True
 
     def known_boards(self) -> list[Device]:
         """Every board the database knows (registered by any dispatcher), for ``pool status``."""
