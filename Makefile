@@ -10,7 +10,9 @@ VENV ?= .venv
 PY = $(VENV)/bin/python
 PYTEST = $(PY) -m pytest
 OLDEST_VENV ?= .venv-oldest
-APT_PACKAGES = git python3-venv
+# postgresql: the tests of the PostgreSQL board pool start their own server (initdb + pg_ctl);
+# openssh-server, iproute2: the multi-host test's dispatcher hosts (network namespaces with an sshd)
+APT_PACKAGES = git python3-venv postgresql openssh-server iproute2
 STAMP = .make-stamps
 
 .PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad
@@ -21,10 +23,13 @@ $(STAMP):
 	@mkdir -p $(STAMP)
 
 # host tools the Makefile itself needs: git, and venv/ensurepip (Debian 12's own python3 has
-# neither until python3-venv is installed; its pip refuses to install into the system, PEP 668)
+# neither until python3-venv is installed; its pip refuses to install into the system, PEP 668);
+# and PostgreSQL's server binaries, sshd and ip for the tests of the PostgreSQL pool across hosts
 host-tools: $(STAMP)/host-tools
 $(STAMP)/host-tools: | $(STAMP)
-	@if ! command -v git >/dev/null || ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	@if ! command -v git >/dev/null || ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
+		|| ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! test -x /usr/sbin/sshd \
+		|| ! command -v ip >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES); fi
 	@touch $@
 
@@ -76,7 +81,7 @@ lint: deps
 	$(PY) -m ruff check .
 
 bench: lab
-	@rm -f .bench-summary; for b in console.py validate.py "parallel.py --boot-time 8" overhead.py; do \
+	@rm -f .bench-summary; for b in console.py validate.py "parallel.py --boot-time 8" overhead.py scale.py; do \
 		echo "== benchmarks/$$b"; $(PY) benchmarks/$$b > .bench-out 2>&1; rc=$$?; cat .bench-out; \
 		[ $$rc = 0 ] || exit $$rc; \
 		echo "$$b: $$(tail -n 1 .bench-out)" >> .bench-summary; done; \

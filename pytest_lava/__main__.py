@@ -9,6 +9,14 @@
         spooled for. A spool holding bundles for several servers is resubmitted one server at a
         time with --only-server URL and that server's token (with a token and no --server or
         --only-server, resubmit refuses such a spool and sends nothing).
+
+    pool status [--lava-pool URL] [--devices DIR] [--state DIR] [--json]
+        who holds which board, and which are quarantined: the local pool of a device directory,
+        or the PostgreSQL pool (--lava-pool or $PYTEST_LAVA_POOL; without --devices, every
+        board the database knows).
+
+    pool release BOARD [--lava-pool URL] [--devices DIR] [--state DIR]
+        lift a board's quarantine by hand.
 """
 
 from __future__ import annotations
@@ -17,8 +25,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .submit import KINDS, TOKEN_ENV, resolve_token
+
+if TYPE_CHECKING:
+    from .devices.leasing import PoolBackend
 
 
 def _resubmit(args: argparse.Namespace) -> int:
@@ -50,6 +62,63 @@ def _resubmit(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _open_pool(args: argparse.Namespace) -> tuple[PoolBackend | None, list[str]]:
+    """The pool the arguments name, or (None, problems)."""
+    import os
+
+    from .core.errors import InputError
+    from .devices.directory import load_devices
+    from .devices.pools import POOL_ENV, open_pool, pool_problem
+    from .plugin.session import default_state_dir
+
+    spec = (args.lava_pool or os.environ.get(POOL_ENV) or "").strip()
+    problem = pool_problem(spec)
+    if problem:
+        return None, [f"--lava-pool: {problem}"]
+    devices_dir = Path(args.devices or "devices")
+    devices = {}
+    if args.devices or spec in ("", "local"):
+        try:
+            devices = load_devices(devices_dir).devices
+        except InputError as exc:
+            return None, [str(p) for p in exc.problems]
+    state = Path(args.state) if args.state else default_state_dir(devices_dir)
+    return open_pool(devices, spec, state), []
+
+
+def _pool(args: argparse.Namespace) -> int:
+    import json
+
+    from .core.errors import LavaError
+    from .devices.pgpool import PostgresPool
+    from .devices.pools import status_table
+
+    pool, problems = _open_pool(args)
+    if args.action == "release" and not args.board:
+        problems, pool = ["release: which board? (pool release BOARD)"], None
+    if pool is None:
+        for problem in problems:
+            print(f"pool: {problem}", file=sys.stderr)
+        return 2
+    try:
+        if not pool.devices and isinstance(pool, PostgresPool):  # every board the database knows
+            pool.devices = {d.name: d for d in pool.known_boards()}
+        if args.action == "release":
+            message = pool.health.release(args.board)
+            print(message or f"board {args.board} is not quarantined")
+        elif args.json:
+            print(json.dumps({"pool": pool.location, "boards": pool.status(),
+                              "health": pool.health.status()}, indent=1))
+        else:
+            print("\n".join(status_table(pool)))
+    except LavaError as exc:
+        print(f"pool: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        pool.close()
+    return 0
+
+
 _RESUBMIT_HELP = (
     "Send the bundles spooled in DIR. A token (--token-file, --token or $LAVA_TOKEN) goes to one "
     "server only: the --server URL when given, else the one server the bundles were spooled for. "
@@ -73,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per bundle, retries included")
     p.add_argument("--retries", type=int, default=3)
     p.set_defaults(func=_resubmit)
+    p = sub.add_parser("pool", help="the board pool: who holds what, quarantine")
+    p.add_argument("action", choices=["status", "release"])
+    p.add_argument("board", nargs="?", help="the board to release from quarantine (release)")
+    p.add_argument("--lava-pool", metavar="URL", help="'local' (default) or postgresql://… (or $PYTEST_LAVA_POOL)")
+    p.add_argument("--devices", metavar="DIR", help="device directory (default: ./devices)")
+    p.add_argument("--state", metavar="DIR", help="state directory of the local pool (default: as pytest's)")
+    p.add_argument("--json", action="store_true", help="machine-readable status")
+    p.set_defaults(func=_pool)
     return parser
 
 

@@ -62,6 +62,8 @@ class Device:
     # storage and network
     partitions: dict[str, str] = field(default_factory=dict)  # label -> device node on the master
     host_address: str = "10.0.2.2"  # the dispatcher host as seen from the board (LAVA_SERVER_IP)
+    # the dispatcher host this board must be run from (its hostname), e.g. a USB console; None: any
+    dispatcher_host: str | None = None
     tester_hostname: str = "linaro"
 
     # health and timing

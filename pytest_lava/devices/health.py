@@ -1,9 +1,12 @@
 """Board health: count infrastructure failures per board and quarantine bad boards.
 
-The state of each board is one small JSON file, ``<state_dir>/health/<board>.json``. Writes go
+The rules live in :class:`HealthRules`; a store implements reading a board's state and a locked
+read-modify-write of it. The local store (:class:`BoardHealth`) keeps each board's state in one small
+JSON file, ``<state_dir>/health/<board>.json``. Writes go
 through a temporary file and ``os.replace`` (readers never see half a file), and every
 read-modify-write holds an ``flock`` on ``<board>.json.lock``, so concurrent pytest-xdist workers
-and separate pytest runs sharing a state directory never lose an update.
+and separate pytest runs sharing a state directory never lose an update. The PostgreSQL pool keeps
+the same state in a table, updated in transactions (:class:`.pgpool.PgHealth`).
 
 The rules (LAVA's device health, made local):
 
@@ -30,8 +33,9 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,55 +70,27 @@ class BoardState:
         return state
 
 
-class BoardHealth:
-    """Per-board health state on disk, safe under concurrent processes."""
+class HealthRules(ABC):
+    """The health rules (module docstring) over a store of :class:`BoardState` per board."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.dir = Path(state_dir) / "health"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, board: str) -> Path:
-        return self.dir / f"{board_file_stem(board)}.json"
-
+    @abstractmethod
     def load(self, board: str) -> BoardState:
         """The board's current state (a fresh healthy state if it has none or it is unreadable)."""
-        try:
-            data = json.loads(self._path(board).read_text())
-        except (OSError, ValueError):
-            return BoardState(board)
-        return BoardState.from_json(board, data) if isinstance(data, dict) else BoardState(board)
 
-    def _save(self, state: BoardState) -> None:
-        path = self._path(state.board)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(asdict(state), f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+    @abstractmethod
+    def _locked(self, board: str) -> AbstractContextManager[BoardState]:
+        """Read-modify-write one board's state, exclusively: the state yielded is saved on exit."""
 
-    @contextmanager
-    def _locked(self, board: str) -> Iterator[BoardState]:
-        """Read-modify-write one board's state under an exclusive flock."""
-        lock_path = self._path(board).with_suffix(".json.lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held for microseconds by other writers
-            state = self.load(board)
-            yield state
-            self._save(state)
-        finally:
-            os.close(fd)  # closing releases the lock
+    @abstractmethod
+    def status(self) -> dict[str, dict[str, object]]:
+        """Every board with a state: ``{board: {quarantined, consecutive_infra_failures, ...}}``."""
 
     def is_quarantined(self, board: str) -> bool:
         return self.load(board).quarantined
+
+    def quarantined(self, boards: Iterable[str]) -> set[str]:
+        """Which of ``boards`` are quarantined (a store may answer in one query)."""
+        return {b for b in boards if self.is_quarantined(b)}
 
     def record(
         self,
@@ -197,8 +173,55 @@ class BoardHealth:
             state.reason = ""
             return f"board {board} released from quarantine: {why}"
 
+
+class BoardHealth(HealthRules):
+    """Per-board health state on disk, safe under concurrent processes."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir) / "health"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, board: str) -> Path:
+        return self.dir / f"{board_file_stem(board)}.json"
+
+    def load(self, board: str) -> BoardState:
+        """The board's current state (a fresh healthy state if it has none or it is unreadable)."""
+        try:
+            data = json.loads(self._path(board).read_text())
+        except (OSError, ValueError):
+            return BoardState(board)
+        return BoardState.from_json(board, data) if isinstance(data, dict) else BoardState(board)
+
+    def _save(self, state: BoardState) -> None:
+        path = self._path(state.board)
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(asdict(state), f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    @contextmanager
+    def _locked(self, board: str) -> Iterator[BoardState]:
+        """Read-modify-write one board's state under an exclusive flock."""
+        lock_path = self._path(board).with_suffix(".json.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for microseconds by other writers
+            state = self.load(board)
+            yield state
+            self._save(state)
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def status(self) -> dict[str, dict[str, object]]:
-        """Every board with a health file: ``{board: {quarantined, consecutive_infra_failures, ...}}``."""
         out: dict[str, dict[str, object]] = {}
         for path in sorted(self.dir.glob("*.json")):
             try:

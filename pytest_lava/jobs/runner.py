@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..boards import BoardDriver, BoardTypeLookup
     from ..boards.board import Board
     from ..console.shell import ShellSession
-    from ..devices.pool import BoardPool, Lease
+    from ..devices.leasing import Lease, PoolBackend
     from ..results.model import CaseResult, JobResults
 
 log = logging.getLogger("pytest_lava")
@@ -116,7 +116,7 @@ class ActionContext:
 
 
 class JobRun:
-    def __init__(self, plan: Plan, pool: BoardPool, options: RunOptions) -> None:
+    def __init__(self, plan: Plan, pool: PoolBackend, options: RunOptions) -> None:
         self.plan = plan
         self.job = plan.job
         self.pool = pool

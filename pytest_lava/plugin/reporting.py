@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .shipping import RESULTS_ATTR, unpack
+
 if TYPE_CHECKING:
     from ..results.model import CaseResult
 
@@ -129,7 +131,7 @@ class ExtraReports:
     def pytest_report_to_serializable(self, config: pytest.Config, report: Any) -> Generator[None, Any, Any]:
         data = yield
         if isinstance(data, dict):
-            for attr in (EXTRA_ATTR, NODEID_ATTR):
+            for attr in (EXTRA_ATTR, NODEID_ATTR, RESULTS_ATTR):
                 if hasattr(report, attr):
                     data[attr] = getattr(report, attr)
         return data
@@ -141,6 +143,8 @@ class ExtraReports:
             setattr(report, EXTRA_ATTR, data[EXTRA_ATTR])
         if report is not None and isinstance(data.get(NODEID_ATTR), str):
             report.nodeid = data[NODEID_ATTR]
+        if report is not None and isinstance(data.get(RESULTS_ATTR), dict):
+            setattr(report, RESULTS_ATTR, data[RESULTS_ATTR])
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -165,6 +169,15 @@ class ExtraReports:
             return result
         if is_extra(report):
             self._show(report)
+        shipped = getattr(report, RESULTS_ATTR, None)
+        if shipped:  # a job's results from a worker on another host (plugin/shipping.py)
+            delattr(report, RESULTS_ATTR)
+            from .items import SESSION_KEY
+
+            lava = self.config.stash.get(SESSION_KEY, None)
+            if lava is not None:
+                for problem in unpack(shipped, lava.options.results_dir):
+                    lava._announce(f"pytest-lava: {problem}")
         extra = getattr(report, EXTRA_ATTR, None)
         if extra:
             delattr(report, EXTRA_ATTR)  # logged once, whoever logs this report again

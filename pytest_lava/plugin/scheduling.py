@@ -11,10 +11,18 @@ one test per unit for ``load`` (the default), by file for ``loadfile``, by class
 
 The controller collects nothing: it learns which job a node id belongs to from the job files
 themselves (:func:`pytest_lava.plugin.items.item_paths` is the single source of item names).
+
+Workers on several hosts (``--tx ssh=host//python=…``): a device may name the host it must be run
+from (``dispatcher_host``: a USB console, a local power switch). A job whose every candidate board
+names a host goes only to workers on one of those hosts — a worker's host is its ``--tx ssh=``
+host (the last word of the ssh arguments, without ``user@``: the host's hostname, or an ssh_config
+alias of that name), and this host's name for local (``popen``) workers. A job no worker can run
+is reported as an error; the pool, on the worker, refuses boards of other hosts all the same.
 """
 
 from __future__ import annotations
 
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,18 +33,33 @@ import pytest
 from .items import item_paths
 
 UnitKey = tuple[str, str]
+Hosts = frozenset[str] | None  # the hosts a unit must run from; None: any
+
+
+def worker_hosts(node: Any) -> frozenset[str]:
+    """The names of the host an xdist worker runs on: its ``--tx ssh=`` host, else this host's."""
+    spec = getattr(node.gateway, "spec", None)
+    ssh = getattr(spec, "ssh", None)
+    if ssh:
+        return frozenset({str(ssh).split()[-1].rpartition("@")[2].lower()})
+    return frozenset({socket.gethostname().lower()})
 
 
 class JobUnits:
     """Maps a node id to its work unit: ("job", <file>#<variant>) for a job's items, else by --dist."""
 
-    def __init__(self, jobs: dict[Path, list[Any]], rootpath: Path, dist: str) -> None:
+    def __init__(self, jobs: dict[Path, list[Any]], rootpath: Path, dist: str,
+                 hosts_of_job: Callable[[Any], Hosts] | None = None) -> None:
         self.rootpath = rootpath
         self.dist = dist
         self._by_path: dict[Path, dict[str, str]] = {}
         self._by_basename: dict[str, dict[str, str]] = {}
+        self._hosts: dict[str, Hosts] = {}
         for path, variants in jobs.items():
             names = {name: f"{path}#{job.variant}" for name, job in item_paths(variants).items()}
+            if hosts_of_job is not None:
+                for job in variants:
+                    self._hosts[f"{path}#{job.variant}"] = hosts_of_job(job)
             self._by_path[path.resolve()] = names
             self._by_basename.setdefault(path.name, {}).update(names)
 
@@ -48,6 +71,10 @@ class JobUnits:
         if names is None:  # a job file outside the rootdir: pytest names it relative to something else
             names = self._by_basename.get(Path(fspart).name, {})
         return names.get(name)
+
+    def hosts(self, key: UnitKey) -> Hosts:
+        """The hosts the unit must run from (None: any)."""
+        return self._hosts.get(key[1]) if key[0] == "job" else None
 
     def key(self, nodeid: str) -> UnitKey:
         job = self.job_of(nodeid)
@@ -76,9 +103,15 @@ class JobScheduling:
 
     def __init__(self, numnodes: int, unit_of: Callable[[str], UnitKey],
                  log: Callable[..., None] | None = None,
-                 collection_mismatch: Callable[[str], None] | None = None) -> None:
+                 collection_mismatch: Callable[[str], None] | None = None,
+                 hosts_of: Callable[[UnitKey], Hosts] | None = None,
+                 node_hosts: Callable[[Any], frozenset[str]] = worker_hosts,
+                 unroutable: Callable[[UnitKey, frozenset[str], list[str]], None] | None = None) -> None:
         self.numnodes = numnodes
         self.unit_of = unit_of
+        self.hosts_of = hosts_of or (lambda key: None)
+        self.node_hosts = node_hosts
+        self.unroutable = unroutable
         self.log = log or (lambda *args: None)
         self.collection_mismatch = collection_mismatch
         self.collection: list[str] | None = None
@@ -155,6 +188,8 @@ class JobScheduling:
 
     def schedule(self) -> None:
         if self.collection is not None:  # a node came up late: give it work
+            if not self._starting():  # every worker is up: what no host can run is known now
+                self._drop_unroutable()
             for node in self.nodes:
                 self._reschedule(node)
             return
@@ -169,21 +204,46 @@ class JobScheduling:
             return
         for nodeid in self.collection:
             self.workqueue.setdefault(self.unit_of(nodeid), {})[nodeid] = False
+        if not self._starting():  # with workers still starting, their hosts are not known yet
+            self._drop_unroutable()
         for node in self.nodes:  # one unit each first, so every worker starts at once
             if node not in self.collections:
                 continue
-            if not self.workqueue:
+            if not self._assign(node):
                 node.shutdown()
-                continue
-            self._assign(node)
         for node in self.nodes:
             self._reschedule(node)
 
-    def _assign(self, node: Any) -> None:
-        key, unit = self.workqueue.popitem(last=False)
+    def _drop_unroutable(self) -> None:
+        """Units that must run from hosts no worker is on: reported, never sent."""
+        everywhere = frozenset().union(*(self.node_hosts(n) for n in self.collections))
+        for key in list(self.workqueue):
+            hosts = self.hosts_of(key)
+            if hosts is not None and not hosts & everywhere:
+                unit = self.workqueue.pop(key)
+                self.log(f"{key[1]}: no worker on {', '.join(sorted(hosts))}")
+                if self.unroutable is not None:
+                    self.unroutable(key, hosts, list(unit))
+
+    def _next_for(self, node: Any) -> UnitKey | None:
+        """The first queued unit this worker's host may run."""
+        mine = self.node_hosts(node)
+        for key in self.workqueue:
+            hosts = self.hosts_of(key)
+            if hosts is None or hosts & mine:
+                return key
+        return None
+
+    def _assign(self, node: Any) -> bool:
+        """Send the worker its next unit; False if there is none it may run."""
+        key = self._next_for(node)
+        if key is None:
+            return False
+        unit = self.workqueue.pop(key)
         self.assigned[node][key] = unit
         index = {nodeid: i for i, nodeid in enumerate(self.collections[node])}
         node.send_runtest_some([index[nodeid] for nodeid, done in unit.items() if not done])
+        return True
 
     def _reschedule(self, node: Any) -> None:
         if node.shutting_down or node not in self.collections:
@@ -192,7 +252,9 @@ class JobScheduling:
             if not self.workqueue:
                 node.shutdown()
             elif pending == 0 or len(self.workqueue) > self._starting():
-                self._assign(node)
+                if not self._assign(node):  # nothing left this worker's host may run
+                    node.shutdown()
+                    return
                 continue  # a one-item unit: the worker needs the next one (or a shutdown) to run it
             else:  # what is left is kept for workers still starting: run the last item now
                 node.shutdown()
@@ -203,15 +265,31 @@ def _pending(work: dict[UnitKey, dict[str, bool]]) -> int:
     return sum(1 for unit in work.values() for done in unit.values() if not done)
 
 
-def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any) -> JobScheduling:
+def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any,
+                   hosts_of_job: Callable[[Any], Hosts] | None = None) -> JobScheduling:
     """The scheduler for a session with LAVA jobs (called from the xdist hook in wiring.py)."""
-    units = JobUnits(jobs, config.rootpath, str(config.getoption("dist", "load")))
+    units = JobUnits(jobs, config.rootpath, str(config.getoption("dist", "load")), hosts_of_job)
 
     def mismatch(where: str) -> None:
         config.hook.pytest_collectreport(report=pytest.CollectReport(
             nodeid=where, outcome="failed", longrepr=f"xdist: {where}: collections differ", result=[]))
 
-    return JobScheduling(worker_count(config), units.key, log=log, collection_mismatch=mismatch)
+    def unroutable(key: UnitKey, hosts: frozenset[str], nodeids: list[str]) -> None:
+        config.hook.pytest_collectreport(report=pytest.CollectReport(
+            nodeid=nodeids[0].split("::")[0], outcome="failed", result=[],
+            longrepr=f"{key[1].rsplit('#', 1)[0]}: its boards must be run from {' or '.join(sorted(hosts))} "
+                     "(dispatcher_host), and no worker runs there: add one (--tx ssh=HOST//python=...)"))
+
+    return JobScheduling(worker_count(config), units.key, log=log, collection_mismatch=mismatch,
+                         hosts_of=units.hosts, unroutable=unroutable)
+
+
+def job_hosts(boards: Sequence[Any]) -> Hosts:
+    """The hosts a job on one of ``boards`` must run from: None if any board can be run from anywhere."""
+    hosts = [getattr(b, "dispatcher_host", None) for b in boards]
+    if not hosts or any(not h for h in hosts):
+        return None
+    return frozenset(str(h).lower() for h in hosts)
 
 
 def worker_count(config: pytest.Config) -> int:

@@ -18,7 +18,7 @@ from ..jobs.runner import JobRun, RunOptions
 if TYPE_CHECKING:
     import pytest
 
-    from ..devices.pool import BoardPool
+    from ..devices.leasing import PoolBackend
 
 
 @dataclass
@@ -32,6 +32,7 @@ class LavaOptions:
     submit: str | None = None
     token: str | None = None
     state_dir: Path | None = None  # leases and health: default keyed by the device directory
+    pool: str = ""  # --lava-pool: '' (local flock pool) or a PostgreSQL URL
 
 
 @dataclass
@@ -43,7 +44,7 @@ class LavaSession:
     live_fd: int | None = None
     _devices: DeviceSet | None = None
     _devices_error: InputError | None = None
-    _pool: BoardPool | None = None
+    _pool: PoolBackend | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -107,6 +108,11 @@ class LavaSession:
         problems: list[Problem] = []
         if not self.options.jobs:
             problems.append(Problem("--lava-job", "", "no job file given"))
+        from ..devices.pools import pool_problem
+
+        pool_error = pool_problem(self.options.pool)
+        if pool_error:
+            problems.append(Problem("--lava-pool", "", pool_error))
         device_problems: list[Problem] = []
         try:
             _ = self.devices
@@ -125,11 +131,11 @@ class LavaSession:
     # -- running ----------------------------------------------------------------------------
 
     @property
-    def pool(self) -> BoardPool:
+    def pool(self) -> PoolBackend:
         if self._pool is None:
-            from ..devices.pool import BoardPool
+            from ..devices.pools import open_pool
 
-            self._pool = BoardPool(self.devices.devices, self.state_dir)
+            self._pool = open_pool(self.devices.devices, self.options.pool, self.state_dir)
         return self._pool
 
     @property
@@ -226,10 +232,11 @@ def options_from(config: pytest.Config) -> LavaOptions:
     devices = config.getoption("lava_devices") or config.getini("lava_devices")
     results = config.getoption("lava_results") or config.getini("lava_results")
     state = config.getoption("lava_state") or os.environ.get("PYTEST_LAVA_STATE") or config.getini("lava_state")
+    pool = config.getoption("lava_pool") or os.environ.get("PYTEST_LAVA_POOL") or config.getini("lava_pool")
     return LavaOptions(
         jobs=[j.resolve() for j in jobs], devices_dir=(invocation / devices).resolve(),
         results_dir=(invocation / results).resolve(), device_override=config.getoption("lava_device"),
         validate=config.getoption("lava_validate"), console=config.getoption("lava_console"),
         submit=config.getoption("lava_submit"),
         token=config.getoption("lava_token") or None,
-        state_dir=(invocation / state).resolve() if state else None)
+        state_dir=(invocation / state).resolve() if state else None, pool=str(pool or "").strip())

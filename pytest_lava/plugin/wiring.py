@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from ..core.errors import InputError
+from ..devices.pgdb import mask_url
 from .items import SESSION_KEY, JobItem, collector_for
 from .reporting import ExtraReports, attach, step_report
 from .session import JOB_SUFFIXES, LavaSession, options_from
+from .shipping import RESULTS_ATTR, pack, ships
 
 _LIVE_FD: int | None = None
 
@@ -58,7 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lava-state", metavar="DIR", default=None,
                     help="the lab's state: board leases and health (or $PYTEST_LAVA_STATE); shared by every "
                          "run on the same boards; default: per device directory under $XDG_STATE_HOME")
+    group.addoption("--lava-pool", metavar="URL", default=None,
+                    help="where boards are leased: 'local' (default: flock in the state directory) or "
+                         "postgresql://user@host/db, shared by dispatchers on several hosts (or $PYTEST_LAVA_POOL)")
     parser.addini("lava_devices", "default device directory", default="devices")
+    parser.addini("lava_pool", "the board pool: 'local' or a PostgreSQL URL", default="")
     parser.addini("lava_state", "the lab's state directory (leases, health)", default="")
     parser.addini("lava_results", "default results directory", default="lava-results")
 
@@ -166,14 +172,28 @@ def _nodeid_outside_rootdir(config: pytest.Config, path: Path) -> dict[str, str]
 
 
 @pytest.hookimpl(optionalhook=True)
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """xdist, on the controller: workers on other hosts ship their jobs' results back."""
+    from .shipping import mark_node
+
+    mark_node(node)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """Under xdist, all items of one job run on one worker, in order (see plugin/scheduling.py)."""
     lava = config.stash.get(SESSION_KEY, None)
     if lava is None:
         return None
-    from .scheduling import make_scheduler
+    from .scheduling import job_hosts, make_scheduler
 
-    return make_scheduler(config, lava.jobs_by_file(), log)
+    def hosts_of_job(job: object) -> frozenset[str] | None:
+        try:
+            return job_hosts(lava.plan(job).boards)  # type: ignore[arg-type]
+        except InputError:
+            return None  # reported by the workers' collection
+
+    return make_scheduler(config, lava.jobs_by_file(), log, hosts_of_job)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -191,6 +211,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             steps, module.pending_steps = module.pending_steps, []  # type: ignore[union-attr]
             attach(item.config, report, [r for name, ok, message in steps  # type: ignore[arg-type]
                                          for r in step_report(item, name, ok, message)])
+            if ships(item.config):  # a worker on another host: the job's results go with the report
+                run = item.config.stash[SESSION_KEY].runs.get(item.job.id)  # type: ignore[attr-defined]
+                if run is not None and run.finished and run.results_dir.is_dir():
+                    setattr(report, RESULTS_ATTR, pack(run.results_dir, run.options.results_dir))
     elif call.when == "call" or (call.when == "setup" and call.excinfo is not None):
         # the reporter: a plain test that used a LAVA board is a test case in that board's bundle
         target = getattr(item, "funcargs", {}).get("lava_target")
@@ -212,4 +236,5 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if lava is None:
         return None
     return [f"lava: {len(lava.options.jobs)} job(s), devices {lava.options.devices_dir}, "
-            f"results {lava.options.results_dir}, state {lava.state_dir}"]
+            f"results {lava.options.results_dir}, state {lava.state_dir}"
+            + (f", pool {mask_url(lava.options.pool)}" if lava.options.pool else "")]

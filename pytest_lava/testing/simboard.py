@@ -80,8 +80,10 @@ UBOOT_BANNER = [
 
 class SimBoard:
     def __init__(self, name: str, port: int, state_dir: Path, *, boot_time: float = 2.0,
-                 latency: float = 0.02, on_reset: str = "keep", powered: bool = True) -> None:
+                 latency: float = 0.02, on_reset: str = "keep", powered: bool = True,
+                 address: str = "127.0.0.1") -> None:
         self.name, self.port, self.state_dir = name, port, Path(state_dir)
+        self.address = address  # where the console and the control port listen
         self.boot_time, self.latency, self.on_reset = boot_time, latency, on_reset
         self.root = self.state_dir / "rootfs"
         self._cond = threading.Condition()
@@ -99,7 +101,7 @@ class SimBoard:
     def _listen(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock.bind((self.address, self.port))
         sock.listen(8)
         sock.settimeout(0.2)
         self.port = sock.getsockname()[1]
@@ -369,16 +371,16 @@ class SimBoard:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(exist_ok=True)
         control = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        control.bind(("127.0.0.1", 0))
+        control.bind((self.address, 0))
         control.listen(8)
         self._listen()
-        info = {"pid": os.getpid(), "name": self.name, "port": self.port,
+        info = {"pid": os.getpid(), "name": self.name, "port": self.port, "address": self.address,
                 "control_port": control.getsockname()[1], "on_reset": self.on_reset}
         fd, tmp = tempfile.mkstemp(dir=self.state_dir, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)
         os.replace(tmp, self.state_dir / STATE_FILE)
-        print(f"simboard {self.name}: console 127.0.0.1:{self.port} (a simulated board)", flush=True)
+        print(f"simboard {self.name}: console {self.address}:{self.port} (a simulated board)", flush=True)
         for target in (self._accept_loop, lambda: self._control_loop(control)):
             threading.Thread(target=target, daemon=True).start()
         try:
@@ -392,7 +394,8 @@ class SimBoard:
 def send_power(state_dir: Path, command: str, timeout: float = 10.0) -> str:
     """Send a power command to the board serving ``state_dir``; its new state ("on"/"off")."""
     info = json.loads((Path(state_dir) / STATE_FILE).read_text())
-    with socket.create_connection(("127.0.0.1", int(info["control_port"])), timeout=timeout) as conn:
+    address = str(info.get("address", "127.0.0.1"))
+    with socket.create_connection((address, int(info["control_port"])), timeout=timeout) as conn:
         conn.sendall(command.encode() + b"\n")
         reply = conn.recv(256).decode().strip()
     if not reply.startswith("ok "):
@@ -412,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--latency", type=float, default=0.02, help="seconds per command line")
     serve.add_argument("--on-reset", choices=("keep", "drop"), default="keep")
     serve.add_argument("--off", action="store_true", help="start powered off")
+    serve.add_argument("--address", default="127.0.0.1", help="the local address to listen on")
     power = sub.add_parser("power", help="power the board serving --state-dir on/off/reset")
     power.add_argument("command", choices=("on", "off", "reset", "status", "stop"))
     power.add_argument("--state-dir", type=Path, required=True)
@@ -425,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     board = SimBoard(args.name, args.port, args.state_dir, boot_time=args.boot_time, latency=args.latency,
-                     on_reset=args.on_reset, powered=not args.off)
+                     on_reset=args.on_reset, powered=not args.off, address=args.address)
     board.serve()
     return 0
 

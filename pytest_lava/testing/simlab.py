@@ -41,6 +41,7 @@ class SimBoardProcess:
     state_dir: Path
     proc: subprocess.Popen[bytes]
     port: int = 0
+    address: str = "127.0.0.1"
 
     @property
     def pid(self) -> int:
@@ -53,14 +54,15 @@ class SimBoardProcess:
 
 
 def start_board(name: str, state_dir: Path, *, boot_time: float = 2.0, latency: float = 0.02,
-                on_reset: str = "keep", powered: bool = True, timeout: float = 30.0) -> SimBoardProcess:
+                on_reset: str = "keep", powered: bool = True, timeout: float = 30.0,
+                address: str = "127.0.0.1") -> SimBoardProcess:
     """Start one simulated board; returns once its console port is known."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state_file = state_dir / "simboard.json"
     state_file.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "pytest_lava.testing.simboard", "serve", "--port", "0", "--name", name,
             "--state-dir", str(state_dir), "--boot-time", str(boot_time), "--latency", str(latency),
-            "--on-reset", on_reset]
+            "--on-reset", on_reset, "--address", address]
     if not powered:
         argv.append("--off")
     env = dict(os.environ)
@@ -70,7 +72,7 @@ def start_board(name: str, state_dir: Path, *, boot_time: float = 2.0, latency: 
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     finally:
         log.close()
-    board = SimBoardProcess(name, state_dir, proc)
+    board = SimBoardProcess(name, state_dir, proc, address=address)
     end = time.monotonic() + timeout
     while True:
         if state_file.exists():
@@ -122,7 +124,7 @@ def write_devices(boards: list[SimBoardProcess], directory: Path, *, device_type
     for board in boards:
         data: dict[str, object] = {
             "device_type": device_type,
-            "connection": f"socket://127.0.0.1:{board.port}",
+            "connection": f"socket://{board.address}:{board.port}",
             "hard_reset_command": board.power_command("reset"),
             "power_on_command": board.power_command("on"),
             "power_off_command": board.power_command("off"),

@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.lab
 
 
-def run_job(tmp_path: Path, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+def run_job(tmp_path: Path, job: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "qemu-job.json"
     path.write_text(json.dumps(job))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lava-job", str(path),
                            "--lava-devices", str(REPO / "devices"), "--lava-results", str(tmp_path / "results"),
-                           "--lava-console", "-rA"], cwd=REPO, capture_output=True, text=True, timeout=900)
+                           "--lava-console", "-rA", *extra], cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
 def gone(pid: int) -> bool:

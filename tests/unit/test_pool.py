@@ -192,11 +192,13 @@ STRESS_WORKER = """
 import os, random, sys, time
 from pathlib import Path
 from pytest_lava.devices.device import Device
-from pytest_lava.devices.pool import BoardPool
+from pytest_lava.devices.pools import open_pool
 from pytest_lava.core.deadline import Deadline
 state, journal, count, seed = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+spec = sys.argv[5] if len(sys.argv) > 5 else ""  # the pool backend: "" (local) or a PostgreSQL URL
 devices = {f"b{i}": Device(name=f"b{i}", device_type="sim") for i in range(2)}
-pool = BoardPool(devices, state, poll_interval=0.002)
+pool = open_pool(devices, spec, state)
+pool.poll_interval = 0.002
 rng = random.Random(seed)
 fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 pid = os.getpid()
@@ -210,10 +212,13 @@ os.close(fd)
 """
 
 
-def test_stress_1000_leases_from_4_processes_never_hold_a_board_twice(tmp_path: Path) -> None:
+def run_stress(tmp_path: Path, processes: int, count: int, spec: str = "") -> None:
+    """``processes`` workers lease the 2 boards ``count`` times each through the pool ``spec``;
+    their journal shows no board ever held by two at once, and every board used."""
     journal = tmp_path / "journal"
     state = tmp_path / "pool"
-    workers = [run_python(STRESS_WORKER, str(state), str(journal), "250", str(i)) for i in range(4)]
+    workers = [run_python(STRESS_WORKER, str(state), str(journal), str(count), str(i), spec)
+               for i in range(processes)]
     try:
         for proc in workers:
             assert proc.wait(timeout=120) == 0
@@ -223,7 +228,7 @@ def test_stress_1000_leases_from_4_processes_never_hold_a_board_twice(tmp_path: 
                 proc.kill()
                 proc.wait()
     records = [line.split() for line in journal.read_text().splitlines()]
-    assert len(records) == 2000
+    assert len(records) == 2 * processes * count
     # 1. in append order (a total order of the writes), each board alternates B/E by one holder
     open_by: dict[str, str | None] = defaultdict(lambda: None)
     for kind, board, pid, _ in records:
@@ -241,12 +246,16 @@ def test_stress_1000_leases_from_4_processes_never_hold_a_board_twice(tmp_path: 
             begun[(board, pid)] = int(ts)
         else:
             intervals[board].append((begun.pop((board, pid)), int(ts)))
-    assert sum(len(v) for v in intervals.values()) == 1000
+    assert sum(len(v) for v in intervals.values()) == processes * count
     for board, spans in intervals.items():
         spans.sort()
         for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert start >= end, f"{board} held twice at once"
     assert len(intervals) == 2  # every board was used
+
+
+def test_stress_1000_leases_from_4_processes_never_hold_a_board_twice(tmp_path: Path) -> None:
+    run_stress(tmp_path, processes=4, count=250)
 
 
 # -- quarantine ----------------------------------------------------------------------------

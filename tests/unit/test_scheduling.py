@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pytest_lava.plugin.scheduling import JobScheduling
@@ -206,3 +207,68 @@ def test_an_early_worker_prefetches_only_jobs_nobody_starting_needs() -> None:
     sched.remove_node(third)  # gw2 died before collecting: nothing is kept for it any more
     sched.mark_test_complete(second, 2)
     assert second.sent == [2, 3, 4]
+
+
+# -- workers on several hosts: a board that must be run from one host (dispatcher_host) ----------
+
+
+def hosts_of(key: tuple[str, str]) -> frozenset[str] | None:
+    return {"a.yaml": frozenset({"lab-2"}), "b.yaml": frozenset({"lab-1", "lab-2"})}.get(key[1])
+
+
+def test_a_job_whose_boards_need_one_host_goes_only_to_workers_there() -> None:
+    nodes = [FakeNode("gw0"), FakeNode("gw1"), FakeNode("gw2")]
+    host = {"gw0": "lab-1", "gw1": "lab-1", "gw2": "lab-2"}
+    for _ in range(3):  # whatever the order the workers come up in
+        ran = drive(JobScheduling(3, unit_of, hosts_of=hosts_of,
+                                  node_hosts=lambda n: frozenset({host[n.name]})), nodes)
+        assert sorted(i for items in ran.values() for i in items) == sorted(COLLECTION)
+        assert not any(i.startswith("a.yaml") for i in ran["gw0"] + ran["gw1"]), ran
+        assert [i for i in ran["gw2"] if i.startswith("a.yaml")] == ["a.yaml::x[1]", "a.yaml::x[2]"]
+        nodes = nodes[1:] + nodes[:1]
+        for n in nodes:
+            n.sent, n.shutting_down = [], False
+
+
+def test_a_job_no_worker_can_run_is_reported_and_never_sent() -> None:
+    dropped: list[tuple[object, ...]] = []
+    nodes = [FakeNode("gw0")]
+    sched = JobScheduling(1, unit_of, hosts_of=hosts_of, node_hosts=lambda n: frozenset({"lab-1"}),
+                          unroutable=lambda key, hosts, ids: dropped.append((key, hosts, ids)))
+    ran = drive(sched, nodes)
+    assert dropped == [(("job", "a.yaml"), frozenset({"lab-2"}), ["a.yaml::x[1]", "a.yaml::x[2]"])]
+    assert not any(i.startswith("a.yaml") for i in ran["gw0"]) and "b.yaml::x[1]" in ran["gw0"]
+
+
+def test_a_workers_host_is_its_ssh_host() -> None:
+    from types import SimpleNamespace
+
+    from pytest_lava.plugin.scheduling import job_hosts, worker_hosts
+
+    def node(ssh: str | None) -> object:
+        return SimpleNamespace(gateway=SimpleNamespace(spec=SimpleNamespace(ssh=ssh)))
+
+    assert worker_hosts(node("root@Lab-2")) == {"lab-2"}
+    assert worker_hosts(node("-F /tmp/cfg -i key lab-3")) == {"lab-3"}
+    assert len(worker_hosts(node(None))) == 1  # a local worker: this host's name
+    usb = SimpleNamespace(dispatcher_host="Lab-2")
+    assert job_hosts([usb]) == {"lab-2"} and job_hosts([usb, SimpleNamespace(dispatcher_host=None)]) is None
+
+
+def test_the_pool_refuses_a_board_of_another_host(tmp_path: Path) -> None:
+    from pytest_lava.core.deadline import Deadline
+    from pytest_lava.devices.device import Device
+    from pytest_lava.devices.leasing import NoMatchingBoard, this_host
+    from pytest_lava.devices.pool import BoardPool
+
+    devices = {"usb-01": Device(name="usb-01", device_type="t", dispatcher_host="elsewhere"),
+               "net-01": Device(name="net-01", device_type="t"),
+               "mine": Device(name="mine", device_type="u", dispatcher_host=this_host().upper())}
+    pool = BoardPool(devices, tmp_path)
+    refused = f"must be run from elsewhere \\(dispatcher_host\\); this is {this_host()}"
+    with pytest.raises(NoMatchingBoard, match=refused):
+        pool.acquire(target="usb-01", device_type=None, deadline=Deadline(1, "j"))
+    with pool.acquire(target=None, device_type="t", deadline=Deadline(1, "j")) as lease:
+        assert lease.device.name == "net-01"
+    with pool.acquire(target="mine", device_type=None, deadline=Deadline(1, "j")) as lease:
+        assert lease.device.name == "mine"
