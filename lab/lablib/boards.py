@@ -1,8 +1,10 @@
 """The lab's boards and their fixed ports: the one place ports are decided.
 
-Every board has a stable console port (ser2net accepter, what device files put in
-``connection``) and a private backend port (QEMU's serial TCP server, which ser2net connects to).
-The console port does not change across power cycles; the QEMU process behind it does.
+Every board has two stable console ports, both ser2net accepters in front of the same QEMU serial
+port: a raw TCP port (``socket://127.0.0.1:<console_port>``) and a telnet port with RFC 2217
+(``telnet 127.0.0.1 <telnet_port>``, ``rfc2217://127.0.0.1:<telnet_port>``), like a lab's console
+server; and a private backend port (QEMU's serial TCP server, which only ser2net connects to).
+The console ports do not change across power cycles; the QEMU process behind them does.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HTTP_PORT = 7080  # artifact server on 127.0.0.1 (the guest sees it as http://10.0.2.2:7080)
+TELNET_OFFSET = 200  # telnet/RFC 2217 console = raw console port + 200: 7201..7208, 7221, 7222
 MAX_X86 = 8
 MAX_ARM64 = 2
 
@@ -18,8 +21,21 @@ MAX_ARM64 = 2
 class Board:
     name: str
     arch: str  # x86_64 | arm64
-    console_port: int  # ser2net, stable: socket://127.0.0.1:<console_port>
+    console_port: int  # ser2net raw TCP, stable: socket://127.0.0.1:<console_port>
     backend_port: int  # QEMU -serial tcp server, only ser2net connects here
+
+    @property
+    def telnet_port(self) -> int:
+        """ser2net telnet accepter with RFC 2217 (70xx -> 72xx), stable like the raw port."""
+        return self.console_port + TELNET_OFFSET
+
+    @property
+    def telnet(self) -> str:
+        return f"telnet 127.0.0.1 {self.telnet_port}"
+
+    @property
+    def rfc2217(self) -> str:
+        return f"rfc2217://127.0.0.1:{self.telnet_port}"
 
     @property
     def connection(self) -> str:

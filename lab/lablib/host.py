@@ -12,6 +12,7 @@ from .paths import CACHE
 
 HOST_PACKAGES = [
     "qemu-system-x86", "qemu-system-arm", "u-boot-qemu", "u-boot-tools", "ser2net",
+    "inetutils-telnet",  # the telnet client of `connection_command: telnet ...` consoles
     "busybox-static", "e2fsprogs", "fdisk", "dosfstools", "cpio", "kmod", "xz-utils", "bzip2",
 ]
 START = time.monotonic()

@@ -65,6 +65,7 @@ class Board:
             log=self.log,
             death_strings=self.device.death_strings,
             char_delay=self.device.char_delay_ms / 1000.0,
+            newline=self.device.newline,
             deadline=self.deadline,
         )
         return self._console

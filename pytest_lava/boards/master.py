@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import time
 from typing import TYPE_CHECKING
 
 from ..console.text import ConsoleClosed, ConsoleTimeout
@@ -185,13 +186,28 @@ class MasterBoard(BoardDriver):
         self.state = BoardState.TEST
 
     def send_boot_commands(self, ctx, cmds: list[str], node: Deadline) -> None:  # type: ignore[no-untyped-def]
-        """Interrupt U-Boot and send ``cmds`` one line per bootloader prompt."""
+        """Interrupt U-Boot and send ``cmds`` one line per bootloader prompt.
+
+        Like the old dispatcher, the interrupt is a line too (``sendline``, with the device's
+        ``line_ending``): a console command in line mode (``telnet`` to a raw port) holds back
+        everything until a line ends. A line may then reach the bootloader as CR LF, which it
+        reads as one more (empty) line and answers with one more prompt: before each command the
+        console must have been quiet for a moment, and what came until then is skipped, so a
+        command never answers an earlier prompt."""
         dev, console = ctx.device, ctx.board.console
         step = dev.timeout("bootloader", 120)
+
+        def settle(quiet: float = 0.3, most: float = 3.0) -> None:
+            end = node.child(most, "bootloader quiet")  # a chatty console: send anyway after `most`
+            while console.silent_for < quiet and not end.expired:
+                time.sleep(min(0.05, end.remaining()))
+            console.mark()
+
         console.expect(dev.interrupt_boot_prompt, node.child(step, "autoboot countdown"))
-        console.send(dev.interrupt_boot_command, node)
+        console.sendline(dev.interrupt_boot_command, node)
         for i, line in enumerate(cmds):
             console.expect(dev.bootloader_prompt, node.child(step, f"bootloader prompt before command {i + 1}"))
+            settle()
             console.sendline(line, node)
 
     def _restart(self, ctx, node: Deadline, soft: bool) -> None:  # type: ignore[no-untyped-def]
@@ -309,3 +325,23 @@ class MasterBoard(BoardDriver):
         except InfrastructureError as exc:
             ctx.log(f"{ctx.device.name}: powering off after the failed deploy failed too: {exc.message}")
         ctx.board.close_console("board powered off")
+
+    def finish(self, run) -> None:  # type: ignore[no-untyped-def]
+        """The end of the job, whatever happened: the device's ``end_of_job`` — ``power-off`` (as
+        LAVA v2 does; the default) or ``leave-on`` (as the old dispatcher did). Best effort: a
+        failure is noted, never raised (the results still get written and submitted)."""
+        dev = run.device
+        if dev.end_of_job == "leave-on":
+            run.note(f"{dev.name}: left on at the end of the job (end_of_job: leave-on)")
+            return
+        board = run.board
+        if not board.power.available("off"):
+            run.note(f"{dev.name}: end_of_job is power-off but there is no power_off_command; the board stays on")
+            return
+        board.close_console("job finished: powering the board off")
+        self.state = BoardState.OFF
+        try:
+            board.power.off(Deadline(dev.power_timeout * 2 + 5, f"{dev.name}/power off at the end of the job"))
+            run.note(f"{dev.name}: powered off at the end of the job (end_of_job: power-off)")
+        except InfrastructureError as exc:
+            run.note(f"{dev.name}: powering off at the end of the job failed: {exc.message}")

@@ -205,7 +205,10 @@ class TcpConnection:
 
 
 class SerialConnection:
-    """A pyserial URL: ``/dev/tty*``, ``rfc2217://host:port`` (…``?ign_set_control`` for ser2net)."""
+    """A pyserial URL: ``/dev/tty*``, ``rfc2217://host:port`` (a ser2net ``telnet(rfc2217)`` port;
+    ``…?ign_set_control`` when the console server does not answer modem-control requests)."""
+
+    SLICE = 0.05  # seconds one blocking read of a network port (rfc2217://) may wait
 
     def __init__(self, url: str, *, baudrate: int = 115200, name: str = "") -> None:
         self.url = url
@@ -217,11 +220,20 @@ class SerialConnection:
         import serial  # pyserial; imported lazily, most boards here use TCP
 
         try:
-            self._ser = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0, do_not_open=True)
-            self._ser.write_timeout = deadline.remaining_or(10.0)
+            self._ser = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=self.SLICE,
+                                              do_not_open=True)
+            if self._write_timeouts:
+                self._ser.write_timeout = deadline.remaining_or(10.0)
             self._ser.open()
         except (serial.SerialException, OSError, ValueError) as exc:
+            self._ser = None
             raise InfrastructureError(f"{self.name}: cannot open console {self.url}: {exc}") from exc
+
+    @property
+    def _write_timeouts(self) -> bool:
+        """pyserial's ``rfc2217://`` handler refuses ``write_timeout`` (NotImplementedError); its
+        writes are bounded by its socket's own timeout (5 s without progress) instead."""
+        return not self.url.startswith("rfc2217://")
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
         import serial
@@ -235,16 +247,19 @@ class SerialConnection:
                 if not _wait_fd(fileno, timeout):
                     return b""
                 return ser.read(min(max_bytes, max(1, ser.in_waiting)))
-            waiting = ser.in_waiting
-            if waiting:
-                ser.timeout = 0
-                return ser.read(min(max_bytes, waiting))
-            ser.timeout = min(timeout, 1.0)
-            first = ser.read(1)
-            if not first:
-                return b""
-            ser.timeout = 0
-            return first + ser.read(min(max_bytes - 1, ser.in_waiting))
+            # the read timeout stays what connect() set (SLICE): changing it makes pyserial's
+            # rfc2217 handler renegotiate the port settings with the server on every call
+            end = time.monotonic() + timeout
+            while True:
+                waiting = ser.in_waiting
+                if waiting:
+                    return ser.read(min(max_bytes, waiting))
+                if time.monotonic() >= end:
+                    return b""
+                first = ser.read(1)  # waits at most SLICE
+                if first:
+                    more = min(max_bytes - 1, ser.in_waiting)
+                    return first + (ser.read(more) if more > 0 else b"")
         except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
             raise ConnectionLost(f"{self.name}: console read failed: {exc}") from exc
 
@@ -254,7 +269,8 @@ class SerialConnection:
         if self._ser is None:
             raise ConnectionLost(f"{self.name}: not open")
         try:
-            self._ser.write_timeout = timeout
+            if self._write_timeouts:
+                self._ser.write_timeout = timeout
             self._ser.write(data)
         except serial.SerialTimeoutException as exc:
             raise InfrastructureError(f"{self.name}: console write timed out after {timeout:.1f} s") from exc

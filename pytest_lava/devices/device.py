@@ -18,6 +18,9 @@ DEFAULT_DEATH_STRINGS = (
     "BUG: soft lockup",
 )
 
+LINE_ENDINGS = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
+END_OF_JOB = ("power-off", "leave-on")
+
 
 @dataclass
 class Device:
@@ -35,6 +38,9 @@ class Device:
     connection: str | None = None
     connection_command: str | None = None
     char_delay_ms: float = 0.0  # per-character delay for slow UARTs
+    # what ends every line sent to the board (bootloader lines, the interrupt, shell commands):
+    # lf (the old dispatcher's sendline), crlf or cr
+    line_ending: str = "lf"
 
     # power: plain commands, split with shlex and run as argv (never through a shell)
     hard_reset_command: str | None = None
@@ -43,6 +49,9 @@ class Device:
     soft_boot_cmd: str = "reboot"
     power_timeout: float = 30.0
     power_retries: int = 2
+    # the board at the end of a job: power-off (as LAVA v2 does; needs power_off_command) or
+    # leave-on (as the old dispatcher did)
+    end_of_job: str = "power-off"
 
     # prompts (regular expressions)
     master_str: str = r"root@master"
@@ -98,6 +107,11 @@ class Device:
 
     # every other key from the files, kept for board types and third-party actions
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def newline(self) -> str:
+        """The characters :attr:`line_ending` names."""
+        return LINE_ENDINGS.get(self.line_ending, "\n")
 
     def argv(self, command: str | None) -> list[str] | None:
         """A device command as argv (shlex-split, no shell)."""

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..core.errors import ConfigurationError, JobError, Problem, ProblemList
 from ..jobs.loader import read_document
-from .device import Device
+from .device import END_OF_JOB, LINE_ENDINGS, Device
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Device) if f.name not in ("name", "source", "extra")}
 _HINTS = typing.get_type_hints(Device)
@@ -40,6 +40,7 @@ _HINTS = typing.get_type_hints(Device)
 _OLD_KEYS = {"client_type": "board_type", "power_on_cmd": "power_on_command",
              "power_off_cmd": "power_off_command", "lava_server_ip": "host_address"}
 LIST_SPLIT_KEYS = ("boot_cmds", "boot_cmds_android", "boot_cmds_oe")
+_CHOICES = {"line_ending": tuple(LINE_ENDINGS), "end_of_job": END_OF_JOB}  # settings with fixed values
 
 
 @dataclass
@@ -296,6 +297,8 @@ def _build(name: str, values: dict[str, Any], files: dict[str, str], problems: l
                 problems.append(Problem(file, key, f"unknown device setting{hint}"))
             continue
         converted = _convert(key, value, ini)
+        if key in _CHOICES and not isinstance(converted, _Bad) and converted not in _CHOICES[key]:
+            converted = _Bad(f"{converted!r} is not one of: {', '.join(_CHOICES[key])}")
         if isinstance(converted, _Bad):
             problems.append(Problem(file, key, converted.reason))
         else:

@@ -333,9 +333,8 @@ class JobRun:
             outcome = submit_bundle(self.bundle_path, target, job_name=self.job.name, timeout=timeout,
                                     spool_dir=self.options.results_dir / "spool", log=self.note,
                                     masker=self.options.masker)
-            if not outcome.ok:
+            if not outcome.ok:  # submit_bundle has logged the outcome (once) through self.note
                 self.submit_ok = False
-            self.note(self.options.masker.mask(outcome.message))
 
     def _record_health(self) -> None:
         if self.lease is None:

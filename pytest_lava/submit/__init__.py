@@ -282,7 +282,8 @@ def submit_bundle(
     backoff: float = 1.0,
 ) -> SubmitOutcome:
     """Deliver the bundle at ``bundle_path``; on failure copy it into ``spool_dir``. Never raises
-    for a server or network problem; ``outcome.ok`` says whether the bundle is on the server."""
+    for a server or network problem; ``outcome.ok`` says whether the bundle is on the server.
+    ``log`` gets the retries and the outcome, each once (callers do not log the outcome again)."""
     from . import spool
 
     mask = Masker([target.token])
@@ -291,7 +292,9 @@ def submit_bundle(
         content = Path(bundle_path).read_bytes()
         json.loads(content)
     except (OSError, ValueError) as exc:
-        return SubmitOutcome(False, "error", f"cannot read the bundle {bundle_path}: {exc}")
+        outcome = SubmitOutcome(False, "error", f"cannot read the bundle {bundle_path}: {exc}")
+        say(outcome.message)
+        return outcome
     outcome = deliver(
         content, target, job_name=job_name, timeout=timeout, retries=retries, log=log,
         masker=masker, backoff=backoff,

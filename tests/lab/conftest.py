@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.lab.labdevices import devices_left_on
+
 REPO = Path(__file__).resolve().parents[2]
 LABCTL = REPO / "lab" / "labctl"
 DEVICES = REPO / "devices"
@@ -161,6 +163,10 @@ class LabBoard:
     device: dict[str, Any]
 
     def console(self) -> RawConsole:
+        """A console on the board, powered on first: a job run by an earlier test powers its board
+        off at the end (the device's ``end_of_job``, default ``power-off``)."""
+        p = labctl("power", "on", self.name)
+        assert p.returncode == 0, f"lab/labctl power on {self.name} failed:\n{p.stdout}\n{p.stderr}"
         return RawConsole(self.device["connection"])
 
 
@@ -178,6 +184,20 @@ def lab_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["PYTEST_LAVA_STATE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_board_left_running() -> Iterator[None]:
+    """The suite leaves no board running that it started: whatever a test or a job left on is
+    stopped at the end of the session (by PID file, through labctl), and said so."""
+    before = running_boards()
+    yield
+    left = sorted(running_boards() - before - SERVICES)
+    if left:
+        print(f"\nlab: boards left running by this session, stopping them: {', '.join(left)}")
+        labctl("stop", *left, timeout=120)
+    if not before and running_boards():
+        labctl("stop", timeout=120)
+
+
 @pytest.fixture(scope="session")
 def lab_built() -> Path:
     """The lab is built (runs `lab/labctl build`, which is cached and prints 'up to date')."""
@@ -186,7 +206,7 @@ def lab_built() -> Path:
     return REPO / "lab" / "build"
 
 
-SERVICES = {"ser2net", "http"}
+SERVICES = {"ser2net", "ttybridge", "http"}
 
 
 def _board(name: str) -> Any:
@@ -218,6 +238,7 @@ class LabTools:
 
     repo = REPO
     labctl = staticmethod(labctl)
+    devices_left_on = staticmethod(devices_left_on)
     device = staticmethod(device)
     run_command = staticmethod(run_command)
     RawConsole = RawConsole

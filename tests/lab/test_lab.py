@@ -193,7 +193,7 @@ def test_stop_leaves_no_process_running(lab_built: Path) -> None:
     p = labctl("start", "--boards", "2", "--arm64-boards", "0")
     assert p.returncode == 0, p.stderr
     started = pids()
-    assert {"x86-01", "x86-02", "ser2net", "http"} <= set(started)
+    assert {"x86-01", "x86-02", "ser2net", "ttybridge", "http"} <= set(started)
     p = labctl("stop", "x86-02")
     assert p.returncode == 0 and gone(started["x86-02"])
     assert not gone(started["x86-01"]) and not gone(started["ser2net"])
@@ -203,7 +203,7 @@ def test_stop_leaves_no_process_running(lab_built: Path) -> None:
         assert gone(pid), f"{name} (pid {pid}) still runs after `labctl stop`"
     assert pids() == {}
     assert not any(f.suffix == ".pid" for f in (REPO / "lab/run").iterdir())
-    again = [name for name in before if name not in ("ser2net", "http")]
+    again = [name for name in before if name not in ("ser2net", "ttybridge", "http")]
     if again:  # give session fixtures their boards back (they reboot, like after a power cut)
         assert labctl("start", *again).returncode == 0
     assert os.path.exists(REPO / "lab/run")

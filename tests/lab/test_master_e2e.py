@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.lab.labdevices import devices_left_on
+
 REPO = Path(__file__).resolve().parents[2]
 WWW = "http://127.0.0.1:7080"
 BOARD = "arm64-01"
@@ -23,11 +25,12 @@ def artifacts() -> dict[str, Any]:
 
 
 def run_job(tmp_path: Path, actions: list[dict[str, Any]], name: str = "e2e") -> subprocess.CompletedProcess[str]:
+    """The job on arm64-01, left on afterwards (the tests look at what it booted)."""
     job = tmp_path / f"{name}.json"
     job.write_text(json.dumps({"job_name": name, "device_type": "lab-arm64-master", "timeout": 1800,
                                "actions": actions}))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lava-job", str(job),
-                           "--lava-device", BOARD, "--lava-devices", str(REPO / "devices"),
+                           "--lava-device", BOARD, "--lava-devices", str(devices_left_on(tmp_path)),
                            "--lava-results", str(tmp_path / "results"), "--lava-console", "-rA"],
                           cwd=REPO, capture_output=True, text=True, timeout=1800)
 

@@ -55,6 +55,9 @@ def test_dashboard_down_then_resubmit(pytester: pytest.Pytester, tmp_path: Path)
     assert any(a["pathname"] == "serial.log" for a in lava["attachments"])
     spooled = list((results / "spool").rglob("*.json"))
     assert spooled, "the bundle must be kept in the spool"
+    summary = next(results.rglob("summary.txt")).read_text()
+    outcome = [line for line in summary.splitlines() if line.startswith("submit to ")]
+    assert len(outcome) == 1 and "kept in" in outcome[0], summary  # the failed submit, written once
 
     stub.start()  # the server is back: resubmit delivers the spooled bundle
     try:
