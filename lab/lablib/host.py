@@ -13,6 +13,7 @@ from .paths import CACHE
 HOST_PACKAGES = [
     "qemu-system-x86", "qemu-system-arm", "u-boot-qemu", "u-boot-tools", "ser2net",
     "busybox-static", "e2fsprogs", "fdisk", "dosfstools", "cpio", "kmod", "xz-utils", "bzip2",
+    "gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "patch",  # lab-posixtestsuite (lablib/posix.py)
 ]
 START = time.monotonic()
 
