@@ -19,4 +19,4 @@ def implements(name: str):
 
 
 from . import deploy as _boards  # noqa: E402,F401  (deploy, boot, apt: master-image and qemu boards)
-from . import lava_test  # noqa: E402,F401  (after `implements` exists: no import cycle)
+from . import lava_test, lava_test_install  # noqa: E402,F401,I001  (after `implements` exists: no import cycle)
