@@ -13,7 +13,7 @@ OLDEST_VENV ?= .venv-oldest
 APT_PACKAGES = git python3-venv
 STAMP = .make-stamps
 
-.PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad
+.PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad lava-test-full
 
 all: test
 
@@ -54,6 +54,18 @@ demo: lab
 	lab/labctl serve && \
 	$(PYTEST) -p no:cacheprovider --lava-job $(DEMO_JOB) --lava-console -rA; rc=$$?; \
 	if [ -z "$$was" ]; then lab/labctl stop http; fi; exit $$rc
+
+# jobs/lab-arm64-lava-test.json with the WHOLE posixtestsuite (every test the lab built, ~900; CI
+# runs its sigaction subset): arm64-01 is started by the job's power command; stopped afterwards
+LAVA_TEST_FULL = lava-results/lab-arm64-lava-test-full.json
+lava-test-full: lab
+	@$(PY) -c 'import json,sys; j=json.load(open("jobs/lab-arm64-lava-test.json")); \
+	j["job_name"]+="-full"; j["timeout"]=10800; \
+	[a["parameters"].update(test_options="", timeout=9000) for a in j["actions"] \
+	 if a.get("parameters",{}).get("test_name")=="posixtestsuite"]; \
+	import os; os.makedirs("lava-results",exist_ok=True); json.dump(j,open(sys.argv[1],"w"),indent=1)' $(LAVA_TEST_FULL)
+	$(PYTEST) -p no:cacheprovider --lava-job $(LAVA_TEST_FULL) --lava-device arm64-01 \
+		--junitxml=lava-results/lab-arm64-lava-test-full.xml -q -rfE; rc=$$?; lab/labctl stop arm64-01; exit $$rc
 
 test: deps lab lint squad
 	$(PYTEST) -m "not lab" -q -p no:cacheprovider

@@ -238,7 +238,7 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
 
     def busybox_image() -> None:
         root = system("busybox-root", "linaro", "Linaro test image (lab, busybox)")
-        images.write(root / "etc/lava-test-image", f"lab busybox test image, kernel {karm}\n")
+        images.write(root / "etc/lava-test-image", f"lab linaro test image (busybox), kernel {karm}\n")
         images.tarball(root, busybox_rootfs["rootfs_busybox_tar"])
         images.tarball(root, busybox_rootfs["rootfs_busybox"], mode="w:gz")
 
