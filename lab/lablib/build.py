@@ -186,6 +186,9 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
     step("apt-repositories", list(release.values()), [*repo_debs, posix_deb, Path(debian.__file__)],
          lambda: (debian.write_repo(repos["debian"], repo_debs), debian.write_repo(repos["lab-apt"], [posix_deb])))
 
+    wheel = WWW / "python" / publish.WHEEL_NAME
+    step("python-wheel", [wheel], [Path(publish.__file__)], lambda: publish.python_wheel(wheel.parent))
+
     linaro = {
         "hwpack": WWW / "hwpack_lab-arm64.tar.gz",
         "rootfs": WWW / "rootfs_lab-linaro-arm64.tar.gz",
@@ -282,6 +285,7 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
         art["apt_repositories"] = {k: {"url": f"{debian.REPO_URL.rsplit('/', 1)[0]}/{k}", "suite": debian.SUITE,
                                        "component": "main"} for k in repos}
         art["lab_packages"] = [posix_deb.name]
+        art["python_wheel"] = f"python/{wheel.name}"
         art.update({f"android_{k}": f"android/{v.name}" for k, v in android.items()})
         art.update({
             "kernels": kernels,
@@ -297,7 +301,7 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
         })
         publish.write_index(art)
 
-    www_inputs = [linaro["image_gz"], linaro["rootfs"], busybox_rootfs["rootfs_busybox"], *release.values(),
+    www_inputs = [linaro["image_gz"], linaro["rootfs"], busybox_rootfs["rootfs_busybox"], *release.values(), wheel,
                   android["boot"], *kernel_outputs, matrix_deb, *x86_www,
                   Path(publish.__file__)]
     step("www-index", [WWW / "SHA256SUMS", WWW / "artifacts.json"], www_inputs, index)

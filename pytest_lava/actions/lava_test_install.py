@@ -102,6 +102,27 @@ def _apt_update(ctx: ActionContext, runner: DeviceRunner, prefix: str) -> None:
                "" if res.ok else _tail(res.output, f"apt-get update exited {res.status}"))
 
 
+def _install_python(ctx: ActionContext, runner: DeviceRunner, prefix: str, python: list[str],
+                    has_apt: bool) -> None:
+    """pip install each requirement (into the system, as in 2012: PEP 668 is waived); an image
+    with apt but no pip gets Debian's python3-pip first."""
+    pip = _has_tool(runner, prefix, ["pip3", "pip"], ctx.deadline)
+    if pip is None and has_apt:
+        res = runner.shell.run(f"{prefix}env DEBIAN_FRONTEND=noninteractive apt-get -y install python3-pip 2>&1",
+                               ctx.deadline)
+        ctx.record("lava_test_install python (python3-pip)", "pass" if res.ok else "fail",
+                   "" if res.ok else _tail(res.output, f"apt-get exited {res.status}"))
+        pip = _has_tool(runner, prefix, ["pip3", "pip"], ctx.deadline)
+    for req in python:
+        if pip is None:
+            ctx.record(f"lava_test_install python ({req})", "fail", "the test image has no pip; cannot install it")
+            continue
+        res = runner.shell.run(f"{prefix}env PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
+                               f"{pip} install {shlex.quote(req)} 2>&1", ctx.deadline)
+        ctx.record(f"lava_test_install python ({req})", "pass" if res.ok else "fail",
+                   "" if res.ok else _tail(res.output, f"pip install exited {res.status}"))
+
+
 def install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: list[TestDefinition],
                       python: list[str], debs: list[str], *, root: str = "", prefix: str = "") -> None:
     """Each sub-step is its own entry of the ``lava`` run; what the image cannot do fails with
@@ -109,18 +130,11 @@ def install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: list
     st = state(ctx)
     deadline = ctx.deadline
     runner.install_helpers(deadline, root=root)
-    if python:
-        pip = _has_tool(runner, prefix, ["pip3", "pip"], deadline)
-        for req in python:
-            if pip is None:
-                ctx.record(f"lava_test_install python ({req})", "fail", "the test image has no pip; cannot install it")
-                continue
-            res = runner.shell.run(f"{prefix}{pip} install {shlex.quote(req)} 2>&1", deadline)
-            ctx.record(f"lava_test_install python ({req})", "pass" if res.ok else "fail",
-                       "" if res.ok else _tail(res.output, f"pip install exited {res.status}"))
     has_apt = _has_tool(runner, prefix, ["apt-get"], deadline) is not None
-    if has_apt and (debs or any(d.deps for d in definitions)):
+    if has_apt and (debs or python or any(d.deps for d in definitions)):
         _apt_update(ctx, runner, prefix)
+    if python:
+        _install_python(ctx, runner, prefix, python, has_apt)
     if debs:
         name = f"lava_test_install deb ({' '.join(debs)})"
         if not has_apt:

@@ -115,11 +115,20 @@ def test_add_apt_repository_accepts_deb_options() -> None:
 
 def test_apt_get_update_runs_before_debs_and_definition_deps_are_installed(make_ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     calls = tmp_path / "apt.log"
-    fake_apt = f"#!/bin/sh\necho \"$*\" >> {calls}\n"
+    # apt-get "installs" python3-pip by copying a pip3 next to itself
+    (tmp_path / "pip3.src").write_text(f'#!/bin/sh\necho "pip3 $PIP_BREAK_SYSTEM_PACKAGES $*" >> {calls}\n')
+    fake_apt = (f'#!/bin/sh\necho "apt-get $*" >> {calls}\n'
+                f'case "$*" in *python3-pip*) cp {tmp_path}/pip3.src "${{0%/*}}/pip3" && '
+                'chmod +x "${0%/*}/pip3" ;; esac\n')
     ctx = make_ctx(overrides={"apt-get": fake_apt})
     ctx.test_shell()
-    run("lava_test_install", ctx, {"tests": ["smem"], "install_deb": ["stress-ng"]})
-    assert calls.read_text().splitlines() == ["update", "-y install stress-ng", "install -y smem"]
+    run("lava_test_install", ctx, {"tests": ["smem"], "install_deb": ["stress-ng"],
+                                   "install_python": ["http://10.0.2.2:7080/python/x.whl"]})
+    assert calls.read_text().splitlines() == [
+        "apt-get update", "apt-get -y install python3-pip", "pip3 1 install http://10.0.2.2:7080/python/x.whl",
+        "apt-get -y install stress-ng", "apt-get install -y smem"]
     assert [r[:2] for r in ctx.records] == [("lava_test_install apt-get update", "pass"),
+                                             ("lava_test_install python (python3-pip)", "pass"),
+                                             ("lava_test_install python (http://10.0.2.2:7080/python/x.whl)", "pass"),
                                              ("lava_test_install deb (stress-ng)", "pass"),
                                              ("lava_test_install (smem)", "pass")]

@@ -72,3 +72,21 @@ def test_repository_has_packages_and_a_release_that_hashes_them(tmp_path: Path, 
     assert (root / "etc/apt/sources.list").read_text() == "deb [trusted=yes] http://10.0.2.2:7080/debian lab main\n"
     lists = root / "var/lib/apt/lists"
     assert (lists / "10.0.2.2:7080_debian_dists_lab_main_binary-arm64_Packages").read_text() == packages
+
+
+def test_posix_runner_prints_lava_tests_lines_maps_exit_codes_and_leaves_out_tests(tmp_path: Path) -> None:
+    from lablib import posix
+
+    area = tmp_path / "conformance/interfaces/sigaction"
+    area.mkdir(parents=True)
+    for name, code in (("1-1", "exit 0"), ("2-1", "echo why; exit 1"), ("3-1", "exit 4"), ("4-1", "sleep 5")):
+        (area / f"{name}.test").write_text(f"#!/bin/sh\n{code}\n")
+        (area / f"{name}.test").chmod(0o755)
+    (tmp_path / "run-tests").write_text(posix.RUNNER)
+    (tmp_path / "run-tests").chmod(0o755)
+    out = subprocess.run([str(tmp_path / "run-tests"), "-t", "1", "-x", "sigaction/3-*", "sig*"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert out.splitlines()[:3] == ["conformance/interfaces/sigaction/1-1 execution: PASSED", "    why",
+                                    "conformance/interfaces/sigaction/2-1 execution: FAILED"]
+    assert [line for line in out.splitlines() if not line.startswith(" ")][2:] == [
+        "conformance/interfaces/sigaction/4-1 execution: INTERRUPTED"]
