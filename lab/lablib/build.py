@@ -23,7 +23,7 @@ CODE = [Path(__file__), Path(images.__file__), Path(host.__file__), *sorted(FILE
 # p5 testrootfs, p6 sdcard) plus Android's boot/system/data/cache as further logical partitions.
 MASTER_PARTS = [
     ("master-boot", 1, 64, "ext4", True), ("master-root", 2, 64, "ext4", False),
-    ("testboot", 3, 96, "vfat", False), ("testrootfs", 5, 256, "ext4", False),
+    ("testboot", 3, 96, "vfat", False), ("testrootfs", 5, 768, "ext4", False),
     ("sdcard", 6, 64, "vfat", False), ("boot", 7, 64, "vfat", False), ("system", 8, 128, "ext4", False),
     ("data", 9, 128, "ext4", False), ("cache", 10, 32, "ext4", False),
 ]

@@ -174,7 +174,8 @@ def root_tree(root: Path, debs: list[Path], busybox: Path) -> None:
         images.write(root / "var/lib/dpkg" / name, text)
     for d in ("var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/lib/dpkg/alternatives", "var/log/apt",
               "var/cache/apt/archives/partial", "var/lib/apt/lists/partial", "tmp", "root", "proc", "sys",
-              "dev", "run", "mnt"):
+              "dev", "run", "mnt", "usr/local/bin", "usr/local/sbin", "usr/local/lib", "usr/local/share",
+              "usr/local/include", "usr/local/src", "srv", "opt", "home", "media"):  # base-files' postinst
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "tmp").chmod(0o1777)
     # what maintainer scripts would have done
@@ -238,7 +239,8 @@ def apt_config(root: Path, packages_text: str, release_text: str) -> None:
     images.write(root / "etc/apt/apt.conf.d/99lab",
                  'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Languages "none";\n'
                  'APT::Sandbox::User "root";\nAcquire::Check-Valid-Until "false";\nAcquire::http::Timeout "30";\n'
-                 'Dpkg::Use-Pty "false";\nDpkg::Options { "--force-unsafe-io"; };\n')
+                 'Dpkg::Use-Pty "false";\nDpkg::Options { "--force-unsafe-io"; };\n'
+                 'APT::Keep-Downloaded-Packages "false";\n')
     lists = root / "var/lib/apt/lists"
     prefix = re.sub(r"^https?://", "", REPO_URL).replace("/", "_")
     images.write(lists / f"{prefix}_dists_{SUITE}_Release", release_text)
