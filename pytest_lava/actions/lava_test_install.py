@@ -19,8 +19,8 @@ from ..testdefs.classic import resolve_test
 from ..testdefs.device import DeviceRunner, test_dirname
 from ..testdefs.load import load_url
 from ..testdefs.model import TestDefinition
+from . import lava_test as _lt  # the module (not its names): lava_test imports this one back
 from .implementations import implements
-from .lava_test import NO_APT, _has_install_work, _runner, _tail, state
 
 if TYPE_CHECKING:
     from ..runner import ActionContext
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 @implements("lava_test_install")
 def lava_test_install(ctx: ActionContext, params: dict[str, Any]) -> None:
-    st = state(ctx)
+    st = _lt.state(ctx)
     for url in params.get("register") or []:
         try:
             definition = load_url(url, timeout=min(60.0, ctx.deadline.remaining()))
@@ -48,7 +48,7 @@ def lava_test_install(ctx: ActionContext, params: dict[str, Any]) -> None:
     if booted == "master" and ctx.device.partitions.get("testrootfs"):
         _install_from_master(ctx, definitions, python, debs)
     elif booted:
-        install_on_image(ctx, _runner(ctx, ctx.test_shell()), definitions, python, debs)
+        install_on_image(ctx, _lt._runner(ctx, ctx.test_shell()), definitions, python, debs)
     else:
         st.pending_python += python
         st.pending_deb += debs
@@ -70,13 +70,13 @@ def _install_from_master(ctx: ActionContext, definitions: list[TestDefinition], 
         shell.run(f"mkdir -p {q} && mount {shlex.quote(part)} {q}", ctx.deadline, check=True)
         mounted_by_us = True
     q = shlex.quote(mnt.rstrip("/"))
-    needs_chroot = bool(python or debs or any(_has_install_work(d) for d in definitions))
+    needs_chroot = bool(python or debs or any(_lt._has_install_work(d) for d in definitions))
     try:
         if needs_chroot:
             shell.run(f"mount --bind /proc {q}/proc 2>/dev/null; mount --rbind /dev {q}/dev 2>/dev/null; "
                       f"cp {q}/etc/resolv.conf {q}/etc/resolv.conf.lava 2>/dev/null; "
                       f"cp /etc/resolv.conf {q}/etc/resolv.conf 2>/dev/null; true", ctx.deadline)
-        runner = _runner(ctx, shell)
+        runner = _lt._runner(ctx, shell)
         install_on_image(ctx, runner, definitions, python, debs, root=mnt.rstrip("/"),
                           prefix=f"chroot {q} ")
     finally:
@@ -99,7 +99,7 @@ def _apt_update(ctx: ActionContext, runner: DeviceRunner, prefix: str) -> None:
     """``apt-get update`` (its own result): the sources added since the image was built count."""
     res = runner.shell.run(f"{prefix}apt-get update 2>&1", ctx.deadline)
     ctx.record("lava_test_install apt-get update", "pass" if res.ok else "fail",
-               "" if res.ok else _tail(res.output, f"apt-get update exited {res.status}"))
+               "" if res.ok else _lt._tail(res.output, f"apt-get update exited {res.status}"))
 
 
 def _install_python(ctx: ActionContext, runner: DeviceRunner, prefix: str, python: list[str],
@@ -111,7 +111,7 @@ def _install_python(ctx: ActionContext, runner: DeviceRunner, prefix: str, pytho
         res = runner.shell.run(f"{prefix}env DEBIAN_FRONTEND=noninteractive apt-get -y install python3-pip 2>&1",
                                ctx.deadline)
         ctx.record("lava_test_install python (python3-pip)", "pass" if res.ok else "fail",
-                   "" if res.ok else _tail(res.output, f"apt-get exited {res.status}"))
+                   "" if res.ok else _lt._tail(res.output, f"apt-get exited {res.status}"))
         pip = _has_tool(runner, prefix, ["pip3", "pip"], ctx.deadline)
     for req in python:
         if pip is None:
@@ -120,14 +120,14 @@ def _install_python(ctx: ActionContext, runner: DeviceRunner, prefix: str, pytho
         res = runner.shell.run(f"{prefix}env PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
                                f"{pip} install {shlex.quote(req)} 2>&1", ctx.deadline)
         ctx.record(f"lava_test_install python ({req})", "pass" if res.ok else "fail",
-                   "" if res.ok else _tail(res.output, f"pip install exited {res.status}"))
+                   "" if res.ok else _lt._tail(res.output, f"pip install exited {res.status}"))
 
 
 def install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: list[TestDefinition],
                       python: list[str], debs: list[str], *, root: str = "", prefix: str = "") -> None:
     """Each sub-step is its own entry of the ``lava`` run; what the image cannot do fails with
     the reason and the next sub-step still runs."""
-    st = state(ctx)
+    st = _lt.state(ctx)
     deadline = ctx.deadline
     runner.install_helpers(deadline, root=root)
     has_apt = _has_tool(runner, prefix, ["apt-get"], deadline) is not None
@@ -144,20 +144,20 @@ def install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: list
             res = runner.shell.run(f"{prefix}env DEBIAN_FRONTEND=noninteractive apt-get -y install {pkgs} 2>&1",
                                    deadline)
             ctx.record(name, "pass" if res.ok else "fail",
-                       "" if res.ok else _tail(res.output, f"apt-get exited {res.status}"))
+                       "" if res.ok else _lt._tail(res.output, f"apt-get exited {res.status}"))
     for definition in definitions:
         name = f"lava_test_install ({definition.name})"
         dirname = test_dirname(definition)
         try:
             runner.install_definition(definition, dirname, deadline, root=root)
-            if _has_install_work(definition):
+            if _lt._has_install_work(definition):
                 lines: list[str] = []
                 rc = runner.run_live(f"{prefix}sh {shlex.quote(f'{runner.lava_dir}/tests/{dirname}/install.sh')} 2>&1",
                                      deadline, lines.append)
                 if rc != 0:
-                    why = ("the test image has no apt-get for the definition's deps" if rc == NO_APT
+                    why = ("the test image has no apt-get for the definition's deps" if rc == _lt.NO_APT
                            else f"install.sh exited {rc}")
-                    ctx.record(name, "fail", _tail("\n".join(lines), why))
+                    ctx.record(name, "fail", _lt._tail("\n".join(lines), why))
                     continue
         except (InfrastructureError, JobError) as exc:
             ctx.record(name, "fail", str(exc))
