@@ -253,7 +253,7 @@ def test_arm64_lava_test_job(pytester: pytest.Pytester, arm64: str) -> None:
     smem = {c.case: c.properties for c in defs["smem"]}
     assert set(smem) == {"kerneldynamicmemory", "userspacememory", "freememory"}
     assert all(props["units"] == "KB" and float(props["measurement"]) >= 0 for props in smem.values())
-    assert {c.case for c in defs["device_tree"]} >= {"dt-present", "dtc-decompile", "cpus", "memory"}
+    assert {c.case for c in defs["device_tree"]} >= {"dt-present", "dtc-decompile", "compatible", "cpus", "memory"}
     lava = results_of(runs_of(run.bundle("lab-arm64-lava-test"))["lava"])
     for step in ("add_apt_repository", "lava_test_install apt-get update", "lava_test_install deb (rt-tests)",
                  "lava_test_install (posixtestsuite)", "lava_test_install (smem)", "lava_test_install (device_tree)"):
