@@ -289,6 +289,8 @@ def write_repo(repo: Path, debs: list[Path]) -> tuple[str, str]:
 def lab_files(root: Path, hostname: str, ps1: str, label: str) -> None:
     """The lab's boot glue on the Debian tree (busybox init runs the lab's rcS)."""
     shutil.copy2(FILES / "rcS", root / "etc/init.d/rcS")
+    if not (root / "sbin/udevadm").exists():  # the lab's stand-in (no udev): /dev/disk/by-label links
+        shutil.copy2(FILES / "udevadm", root / "sbin/udevadm")
     images.write(root / "etc/inittab", images.INITTAB.format(tty="ttyAMA0").replace("-/bin/sh", "-/bin/ash"))
     images.write(root / "etc/profile", images.PROFILE.format(ps1=ps1))
     images.write(root / "etc/hostname", hostname + "\n")
