@@ -15,7 +15,7 @@ OLDEST_VENV ?= .venv-oldest
 APT_PACKAGES = git python3-venv postgresql openssh-server iproute2
 STAMP = .make-stamps
 
-.PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad
+.PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad lava-test-full
 
 all: test
 
@@ -59,6 +59,21 @@ demo: lab
 	lab/labctl serve && \
 	$(PYTEST) -p no:cacheprovider --lava-job $(DEMO_JOB) --lava-console -rA; rc=$$?; \
 	if [ -z "$$was" ]; then lab/labctl stop http; fi; exit $$rc
+
+# jobs/lab-arm64-lava-test.json with the WHOLE posixtestsuite (every test the lab built, ~900; CI
+# runs its sigaction subset) and install_python (python3-pip from the lab's repository + the lab's
+# wheel: ~4.5 min of TCG, too long for CI): arm64-01 is started by the job's power command
+LAVA_TEST_FULL = lava-results/lab-arm64-lava-test-full.json
+lava-test-full: lab
+	@$(PY) -c 'import json,sys; j=json.load(open("jobs/lab-arm64-lava-test.json")); \
+	j["job_name"]+="-full"; j["timeout"]=10800; \
+	[a["parameters"].update(test_options="", timeout=9000) for a in j["actions"] \
+	 if a.get("parameters",{}).get("test_name")=="posixtestsuite"]; \
+	[a["parameters"].update(install_python=["http://10.0.2.2:7080/python/lab_hello-1.0-py3-none-any.whl"]) \
+	 for a in j["actions"] if a["command"]=="lava_test_install"]; \
+	import os; os.makedirs("lava-results",exist_ok=True); json.dump(j,open(sys.argv[1],"w"),indent=1)' $(LAVA_TEST_FULL)
+	$(PYTEST) -p no:cacheprovider --lava-job $(LAVA_TEST_FULL) --lava-device arm64-01 \
+		--junitxml=lava-results/lab-arm64-lava-test-full.xml -q -rfE; rc=$$?; lab/labctl stop arm64-01; exit $$rc
 
 test: deps lab lint squad
 	$(PYTEST) -m "not lab" -q -p no:cacheprovider

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import host, images, publish
+from . import debian, host, images, posix, publish
 from .host import LabError, say
 from .images import Part
 from .paths import BUILD, CACHE, FILES, WWW
@@ -23,7 +23,7 @@ CODE = [Path(__file__), Path(images.__file__), Path(host.__file__), *sorted(FILE
 # p5 testrootfs, p6 sdcard) plus Android's boot/system/data/cache as further logical partitions.
 MASTER_PARTS = [
     ("master-boot", 1, 64, "ext4", True), ("master-root", 2, 64, "ext4", False),
-    ("testboot", 3, 96, "vfat", False), ("testrootfs", 5, 256, "ext4", False),
+    ("testboot", 3, 96, "vfat", False), ("testrootfs", 5, 768, "ext4", False),
     ("sdcard", 6, 64, "vfat", False), ("boot", 7, 64, "vfat", False), ("system", 8, 128, "ext4", False),
     ("data", 9, 128, "ext4", False), ("cache", 10, 32, "ext4", False),
 ]
@@ -47,9 +47,10 @@ class Steps:
         self.done: list[str] = []
         (BUILD / "stamps").mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, name: str, outputs: list[Path], inputs: list[object], fn: Callable[[], None]) -> None:
+    def __call__(self, name: str, outputs: list[Path], inputs: list[object], fn: Callable[[], None],
+                 code: list[Path] | None = None) -> None:
         stamp = BUILD / "stamps" / f"{name}.sig"
-        sig = signature([*CODE, *inputs])
+        sig = signature([*(CODE if code is None else code), *inputs])
         if not self.force and all(o.exists() for o in outputs) and stamp.exists() and stamp.read_text() == sig:
             return
         t0 = time.monotonic()
@@ -172,6 +173,22 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
 
     step("u-boot-bootdelay", [BUILD / "u-boot/u-boot.bin"], [UBOOT, BOOTDELAY], uboot)
 
+    # the Debian test image's packages, the lab's own packages, and the two apt repositories
+    deb_sets = debian.resolve(refresh)
+    base_debs = debian.download_all(deb_sets["base"])
+    repo_debs = debian.download_all(deb_sets["repo"])
+    lab_debs_dir = CACHE / "lab-debs"
+    posix_deb = lab_debs_dir / f"{posix.PACKAGE}_{posix.VERSION}_arm64.deb"
+    step("lab-posixtestsuite", [posix_deb], [posix.VERSION, posix.CFLAGS, posix.RUNNER],
+         lambda: posix.build_deb(work, lab_debs_dir), code=[Path(posix.__file__)])
+    repos = {"debian": WWW / "debian", "lab-apt": WWW / "lab-apt"}
+    release = {k: v / "dists" / debian.SUITE / "Release" for k, v in repos.items()}
+    step("apt-repositories", list(release.values()), [*repo_debs, posix_deb, Path(debian.__file__)],
+         lambda: (debian.write_repo(repos["debian"], repo_debs), debian.write_repo(repos["lab-apt"], [posix_deb])))
+
+    wheel = WWW / "python" / publish.WHEEL_NAME
+    step("python-wheel", [wheel], [Path(publish.__file__)], lambda: publish.python_wheel(wheel.parent))
+
     linaro = {
         "hwpack": WWW / "hwpack_lab-arm64.tar.gz",
         "rootfs": WWW / "rootfs_lab-linaro-arm64.tar.gz",
@@ -180,9 +197,10 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
         "image": WWW / "lab-linaro-arm64.img",
         "image_gz": WWW / "lab-linaro-arm64.img.gz",
     }
+    busybox_rootfs = {"rootfs_busybox": WWW / "rootfs_lab-busybox-arm64.tar.gz",
+                      "rootfs_busybox_tar": WWW / "rootfs_lab-busybox-arm64.tar"}
 
-    def linaro_image() -> None:
-        WWW.mkdir(parents=True, exist_ok=True)
+    def hwpack_tree() -> Path:
         hw = images.fresh(work / "hwpack")
         shutil.copy2(arm / "Image", hw / "Image")
         shutil.copy2(arm / "initrd.gz", hw / "initrd.gz")
@@ -190,8 +208,17 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
             "FORMAT=lab-hwpack-1", "NAME=lab-arm64-virt", "ARCHITECTURE=arm64",
             f"KERNEL_PACKAGE={pkgs['arm64_kernel'].split(':')[0]}", f"KERNEL_VERSION={karm}",
             "KERNEL=Image", "INITRD=initrd.gz", ""]))
-        root = system("linaro-root", "linaro", "Linaro test image (lab)")
-        images.write(root / "etc/lava-test-image", f"lab linaro test image, kernel {karm}\n")
+        return hw
+
+    def linaro_image() -> None:
+        WWW.mkdir(parents=True, exist_ok=True)
+        hw = hwpack_tree()
+        root = images.fresh(work / "linaro-root")
+        debian.root_tree(root, base_debs, arm_bb)
+        debian.lab_files(root, "linaro", TEST_PS1, "Linaro test image (lab, Debian bookworm arm64)")
+        bindir = repos["debian"] / "dists" / debian.SUITE / "main/binary-arm64"
+        debian.apt_config(root, (bindir / "Packages").read_text(), release["debian"].read_text())
+        images.write(root / "etc/lava-test-image", f"lab linaro test image (Debian bookworm), kernel {karm}\n")
         images.tarball(hw, linaro["hwpack_tar"])
         images.tarball(hw, linaro["hwpack"], mode="w:gz")
         images.tarball(root, linaro["rootfs_tar"])
@@ -203,12 +230,22 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
                      .replace("the master image", "the Linaro test image"))
         host.run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "lab linaro",
                   "-d", str(imgboot / "boot.cmd"), str(imgboot / "boot.scr")])
-        img_parts = [Part(1, "boot", 48, "ext4", imgboot, True), Part(2, "rootfs", 32, "ext4", root)]
+        used = int(host.run(["du", "-s", "-m", "--apparent-size", str(root)]).split()[0])
+        img_parts = [Part(1, "boot", 48, "ext4", imgboot, True), Part(2, "rootfs", used * 3 // 2 + 64, "ext4", root)]
         images.disk(linaro["image"], img_parts, work)
         with open(linaro["image"], "rb") as src, images.gzip.open(linaro["image_gz"], "wb", 6) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
 
-    step("linaro-test-image", list(linaro.values()), [arm / "Image", arm / "initrd.gz"], linaro_image)
+    step("linaro-test-image", list(linaro.values()),
+         [arm / "Image", arm / "initrd.gz", *base_debs, release["debian"], Path(debian.__file__)], linaro_image)
+
+    def busybox_image() -> None:
+        root = system("busybox-root", "linaro", "Linaro test image (lab, busybox)")
+        images.write(root / "etc/lava-test-image", f"lab linaro test image (busybox), kernel {karm}\n")
+        images.tarball(root, busybox_rootfs["rootfs_busybox_tar"])
+        images.tarball(root, busybox_rootfs["rootfs_busybox"], mode="w:gz")
+
+    step("busybox-test-rootfs", list(busybox_rootfs.values()), [debs["arm64_busybox"]], busybox_image)
 
     android = {n: WWW / "android" / f"{n}.tar.bz2" for n in ("boot", "system", "userdata")}
 
@@ -244,7 +281,11 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
          lambda: publish.publish_x86(x86 / "vmlinuz", x86 / "initramfs.cpio.gz"))
 
     def index() -> None:
-        art: dict[str, object] = {k: v.name for k, v in linaro.items()}
+        art: dict[str, object] = {k: v.name for k, v in {**linaro, **busybox_rootfs}.items()}
+        art["apt_repositories"] = {k: {"url": f"{debian.REPO_URL.rsplit('/', 1)[0]}/{k}", "suite": debian.SUITE,
+                                       "component": "main"} for k in repos}
+        art["lab_packages"] = [posix_deb.name]
+        art["python_wheel"] = f"python/{wheel.name}"
         art.update({f"android_{k}": f"android/{v.name}" for k, v in android.items()})
         art.update({
             "kernels": kernels,
@@ -260,7 +301,8 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
         })
         publish.write_index(art)
 
-    www_inputs = [linaro["image_gz"], linaro["rootfs"], android["boot"], *kernel_outputs, matrix_deb, *x86_www,
+    www_inputs = [linaro["image_gz"], linaro["rootfs"], busybox_rootfs["rootfs_busybox"], *release.values(), wheel,
+                  android["boot"], *kernel_outputs, matrix_deb, *x86_www,
                   Path(publish.__file__)]
     step("www-index", [WWW / "SHA256SUMS", WWW / "artifacts.json"], www_inputs, index)
     if step.done:

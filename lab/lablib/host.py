@@ -14,6 +14,7 @@ HOST_PACKAGES = [
     "qemu-system-x86", "qemu-system-arm", "u-boot-qemu", "u-boot-tools", "ser2net",
     "inetutils-telnet",  # the telnet client of `connection_command: telnet ...` consoles
     "busybox-static", "e2fsprogs", "fdisk", "dosfstools", "cpio", "kmod", "xz-utils", "bzip2",
+    "gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "patch",  # lab-posixtestsuite (lablib/posix.py)
 ]
 START = time.monotonic()
 

@@ -53,13 +53,7 @@ def busybox_tree(root: Path, busybox: Path) -> None:
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "etc/init.d",
               "root", "mnt", "var/log", "lib/modules"):
         (root / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(busybox, root / "bin/busybox")
-    (root / "bin/busybox").chmod(0o755)
-    for applet in busybox_applets():
-        link = root / applet.lstrip("/")
-        if not link.exists() and not link.is_symlink():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(root / "bin/busybox", link.parent))
+    add_busybox_applets(root, busybox)
     for name, mode, dev in (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3))):
         node = root / "dev" / name
         if not node.exists():
@@ -72,6 +66,19 @@ def busybox_tree(root: Path, busybox: Path) -> None:
             dst.unlink()
         shutil.copy2(FILES / "lab-mkfs", dst)
     shutil.copy2(FILES / "udevadm", root / "sbin/udevadm")
+
+
+def add_busybox_applets(root: Path, busybox: Path) -> None:
+    """busybox as /bin/busybox, linked as every applet whose name no bin/sbin directory has yet."""
+    shutil.copy2(busybox, root / "bin/busybox")
+    (root / "bin/busybox").chmod(0o755)
+    dirs = ("bin", "sbin", "usr/bin", "usr/sbin")
+    for applet in busybox_applets():
+        link = root / applet.lstrip("/")
+        if any((root / d / link.name).exists() or (root / d / link.name).is_symlink() for d in dirs):
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(root / "bin/busybox", link.parent))
 
 
 def add_modules(root: Path, ktree: Path, kver: str) -> int:

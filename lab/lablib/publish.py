@@ -83,6 +83,35 @@ def publish_x86(vmlinuz: Path, initramfs: Path) -> list[Path]:
     return out
 
 
+WHEEL_NAME = "lab_hello-1.0-py3-none-any.whl"  # what install_python can install on the Debian image
+
+
+def python_wheel(out: Path) -> Path:
+    """A tiny pure-Python wheel (module ``lab_hello``) for ``lava_test_install: install_python``:
+    the board has no network but the lab's, so the lab serves what pip installs."""
+    import base64
+    import zipfile
+
+    files = {
+        "lab_hello/__init__.py": 'GREETING = "hello from the lab"\n',
+        "lab_hello-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: lab-hello\nVersion: 1.0\n"
+                                            "Summary: the lab's pip-installable test package\n",
+        "lab_hello-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: lab\nRoot-Is-Purelib: true\n"
+                                         "Tag: py3-none-any\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    files["lab_hello-1.0.dist-info/RECORD"] = "\n".join([*record, "lab_hello-1.0.dist-info/RECORD,,"]) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    wheel = out / WHEEL_NAME
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in files.items():
+            zf.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), text)
+    return wheel
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

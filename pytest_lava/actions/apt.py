@@ -3,7 +3,8 @@
 Entries are written the way ``add-apt-repository`` would: ``ppa:owner/name`` becomes
 ``/etc/apt/sources.list.d/owner-name-<codename>.list`` with
 ``deb http://ppa.launchpad.net/owner/name/ubuntu <codename> main`` (and the commented deb-src
-line); a ``deb URI DIST COMPONENTS`` line goes to ``archive_uri-<uri>-<dist>.list``. The codename
+line); a ``deb [OPTIONS] URI DIST COMPONENTS`` line (e.g. ``[trusted=yes]``) goes to
+``archive_uri-<uri>-<dist>.list``. The codename
 comes from the test image (``/etc/os-release``, ``/etc/lsb-release``, read as data: their
 ``*_CODENAME=`` lines are printed by the master and unquoted here, never sourced by its root
 shell, since the image is the job's and so untrusted), else
@@ -71,12 +72,13 @@ def apt_entry(entry: str, codename: str) -> tuple[str, list[str]]:
         base = f"http://ppa.launchpad.net/{owner}/{name}/ubuntu {codename} main"
         return f"{owner}-{name}-{codename}.list", [f"deb {base}", f"# deb-src {base}"]
     words = entry.split()
-    if len(words) >= 3 and words[0] in ("deb", "deb-src") and re.match(r"[a-z+]+://", words[1]):
-        uri = re.sub(r"[^A-Za-z0-9]+", "_", words[1].split("://", 1)[1]).strip("_")
-        dist = re.sub(r"[^A-Za-z0-9.+-]+", "_", words[2])
+    at = 2 if len(words) > 1 and re.fullmatch(r"\[[A-Za-z0-9.=,_-]+( [A-Za-z0-9.=,_-]+)*\]", words[1]) else 1
+    if len(words) >= at + 2 and words[0] in ("deb", "deb-src") and re.match(r"[a-z+]+://", words[at]):
+        uri = re.sub(r"[^A-Za-z0-9]+", "_", words[at].split("://", 1)[1]).strip("_")
+        dist = re.sub(r"[^A-Za-z0-9.+-]+", "_", words[at + 1])
         return f"archive_uri-{uri}-{dist}.list", [" ".join(words)]
     raise JobError.single("job", "add_apt_repository.arg",
-                          f"{entry!r} is neither 'ppa:OWNER/NAME' nor 'deb URI DIST [COMPONENT...]'")
+                          f"{entry!r} is neither 'ppa:OWNER/NAME' nor 'deb [OPTIONS] URI DIST [COMPONENT...]'")
 
 
 @implements("add_apt_repository")

@@ -88,6 +88,13 @@ def _testdefs(params: dict[str, Any], problems: ProblemList, path: str) -> None:
                 problems.add(field, p.reason)
 
 
+def _lava_test_names(params: dict[str, Any], problems: ProblemList, path: str) -> None:
+    """lava_test_install's tests: classic or built-in names (unless ``register`` may supply them)."""
+    from ..testdefs.classic import check_tests
+
+    check_tests(params, problems, path)
+
+
 def _boot_options(params: dict[str, Any], problems: ProblemList, path: str) -> None:
     """Boot options go to a bootloader or a kernel command line, one per line or word: whatever
     the board type, a control character (newline, carriage return, NUL, escape...) could end that
@@ -188,7 +195,7 @@ BUILTIN: list[ActionSpec] = [
             "register": Param(list, items=str, help="URLs of extra test definitions"),
             "timeout": _TIMEOUT,
         },
-        rules=(non_empty("tests"), _urls("register")),
+        rules=(non_empty("tests"), _urls("register"), _lava_test_names),
     ),
     ActionSpec(
         "lava_test_run", TEST, default_timeout=1200,

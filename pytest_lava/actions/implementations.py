@@ -23,7 +23,7 @@ BUILTIN_RUNNERS: dict[str, str] = {
     "boot_master_image": "pytest_lava.actions.boot:boot_master_image",
     "boot_linaro_image": "pytest_lava.actions.boot:boot_linaro_image",
     "add_apt_repository": "pytest_lava.actions.apt:add_apt_repository",
-    "lava_test_install": "pytest_lava.actions.lava_test:lava_test_install",
+    "lava_test_install": "pytest_lava.actions.lava_test_install:lava_test_install",
     "lava_test_run": "pytest_lava.actions.lava_test:lava_test_run",
     "lava_test_shell": "pytest_lava.actions.test_shell:lava_test_shell",
 }

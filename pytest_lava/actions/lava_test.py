@@ -18,7 +18,6 @@ each definition run a :class:`TestRun` of the bundle, as the device-side tools u
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 from ..boards.driver import BoardState
 from ..console.text import ConsoleInactivity, ConsoleTimeout
 from ..core.deadline import Deadline
-from ..core.errors import InfrastructureError, JobError, LavaError, TestFailure
+from ..core.errors import InfrastructureError, TestFailure
 from ..results.model import Attachment, CaseResult, TestRun
+from ..testdefs.classic import resolve_test
 from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, ScriptEnv, test_dirname
-from ..testdefs.load import load_url, resolve
 from ..testdefs.model import LAVA_TEST, TestDefinition
 from ..testdefs.parse import CaseCollector, unique_ids
 from .implementations import implements
@@ -69,133 +68,12 @@ class TestRunFailed(TestFailure):
         self.cases = list(cases or [])
 
 
-# --- lava_test_install -----------------------------------------------------------------------
-
-@implements("lava_test_install")
-def lava_test_install(ctx: ActionContext, params: dict[str, Any]) -> None:
-    st = state(ctx)
-    for url in params.get("register") or []:
-        try:
-            definition = load_url(url, timeout=min(60.0, ctx.deadline.remaining()))
-        except LavaError as exc:
-            ctx.record(f"lava_test_install register ({url})", "fail", str(exc))
-            continue
-        st.registered[definition.name] = definition
-        ctx.record(f"lava_test_install register ({url})", "pass")
-    definitions: list[TestDefinition] = []
-    for name in params["tests"]:
-        try:
-            definitions.append(resolve(name, registered=st.registered, base=ctx.job.file.parent))
-        except LavaError as exc:
-            ctx.record(f"lava_test_install ({name})", "fail", str(exc))
-    python, debs = list(params.get("install_python") or []), list(params.get("install_deb") or [])
-    booted = ctx.driver.state
-    if booted is BoardState.MASTER and ctx.device.partitions.get("testrootfs"):
-        _install_from_master(ctx, definitions, python, debs)
-    elif booted in (BoardState.MASTER, BoardState.TEST, BoardState.ANDROID):
-        _install_on_image(ctx, _runner(ctx, ctx.test_shell()), definitions, python, debs)
-    else:
-        st.pending_python += python
-        st.pending_deb += debs
-        st.pending_tests += definitions
-        names = ", ".join(d.name for d in definitions) or "nothing"
-        ctx.log(f"lava_test_install: no image is up; installing {names} on the test image before the first run")
-
-
-def _runner(ctx: ActionContext, shell: ShellSession, lava: str | None = None) -> DeviceRunner:
-    return DeviceRunner(shell, lava or lava_dir(ctx), log=ctx.log)
-
-
-def _install_from_master(ctx: ActionContext, definitions: list[TestDefinition], python: list[str],
-                         debs: list[str]) -> None:
-    """The old way: mount testrootfs on the master, write the files, chroot for installs."""
-    shell = ctx.master_shell()
-    mounted_by_us = False
-    mnt = ctx.driver.testrootfs_mount or ""
-    if not mnt:
-        mnt = str(ctx.device.extra.get("lava_testrootfs_mount", "/mnt/lava-testrootfs"))
-        part = ctx.device.partitions["testrootfs"]
-        q = shlex.quote(mnt)
-        shell.run(f"mkdir -p {q} && mount {shlex.quote(part)} {q}", ctx.deadline, check=True)
-        mounted_by_us = True
-    q = shlex.quote(mnt.rstrip("/"))
-    needs_chroot = bool(python or debs or any(_has_install_work(d) for d in definitions))
-    try:
-        if needs_chroot:
-            shell.run(f"mount --bind /proc {q}/proc 2>/dev/null; mount --rbind /dev {q}/dev 2>/dev/null; "
-                      f"cp {q}/etc/resolv.conf {q}/etc/resolv.conf.lava 2>/dev/null; "
-                      f"cp /etc/resolv.conf {q}/etc/resolv.conf 2>/dev/null; true", ctx.deadline)
-        runner = _runner(ctx, shell)
-        _install_on_image(ctx, runner, definitions, python, debs, root=mnt.rstrip("/"),
-                          prefix=f"chroot {q} ")
-    finally:
-        if needs_chroot:
-            shell.run(f"mv {q}/etc/resolv.conf.lava {q}/etc/resolv.conf 2>/dev/null; "
-                      f"umount -l {q}/dev 2>/dev/null; umount {q}/proc 2>/dev/null; true", ctx.deadline)
-        if mounted_by_us:
-            shell.run(f"sync; umount {q}", ctx.deadline)
-
-
 def _has_install_work(definition: TestDefinition) -> bool:
     return bool(definition.deps or definition.install_steps or definition.git_repos)
 
 
-def _has_tool(runner: DeviceRunner, prefix: str, tools: list[str], deadline: Deadline) -> str | None:
-    for tool in tools:
-        probe = f"{prefix}sh -c {shlex.quote(f'command -v {tool}')} >/dev/null 2>&1 && echo yes || echo no"
-        if runner.shell.run(probe, deadline).output.strip().endswith("yes"):
-            return tool
-    return None
-
-
-def _install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: list[TestDefinition],
-                      python: list[str], debs: list[str], *, root: str = "", prefix: str = "") -> None:
-    """Each sub-step is its own entry of the ``lava`` run; what the image cannot do fails with
-    the reason and the next sub-step still runs."""
-    st = state(ctx)
-    deadline = ctx.deadline
-    runner.install_helpers(deadline, root=root)
-    if python:
-        pip = _has_tool(runner, prefix, ["pip3", "pip"], deadline)
-        for req in python:
-            if pip is None:
-                ctx.record(f"lava_test_install python ({req})", "fail", "the test image has no pip; cannot install it")
-                continue
-            res = runner.shell.run(f"{prefix}{pip} install {shlex.quote(req)} 2>&1", deadline)
-            ctx.record(f"lava_test_install python ({req})", "pass" if res.ok else "fail",
-                       "" if res.ok else _tail(res.output, f"pip install exited {res.status}"))
-    if debs:
-        name = f"lava_test_install deb ({' '.join(debs)})"
-        if _has_tool(runner, prefix, ["apt-get"], deadline) is None:
-            ctx.record(name, "fail", "the test image has no apt-get; cannot install Debian packages")
-        else:
-            pkgs = " ".join(shlex.quote(d) for d in debs)
-            res = runner.shell.run(f"{prefix}env DEBIAN_FRONTEND=noninteractive apt-get -y install {pkgs} 2>&1",
-                                   deadline)
-            ctx.record(name, "pass" if res.ok else "fail",
-                       "" if res.ok else _tail(res.output, f"apt-get exited {res.status}"))
-    for definition in definitions:
-        name = f"lava_test_install ({definition.name})"
-        dirname = test_dirname(definition)
-        try:
-            runner.install_definition(definition, dirname, deadline, root=root)
-            if _has_install_work(definition):
-                lines: list[str] = []
-                rc = runner.run_live(f"{prefix}sh {shlex.quote(f'{runner.lava_dir}/tests/{dirname}/install.sh')} 2>&1",
-                                     deadline, lines.append)
-                if rc != 0:
-                    why = ("the test image has no apt-get for the definition's deps" if rc == NO_APT
-                           else f"install.sh exited {rc}")
-                    ctx.record(name, "fail", _tail("\n".join(lines), why))
-                    continue
-        except (InfrastructureError, JobError) as exc:
-            ctx.record(name, "fail", str(exc))
-            if isinstance(exc, ConsoleTimeout):
-                raise
-            continue
-        st.installed[definition.name] = definition
-        ctx.record(name, "pass")
-    runner.flush(deadline)  # helpers staged above and not sent with a definition
+def _runner(ctx: ActionContext, shell: ShellSession, lava: str | None = None) -> DeviceRunner:
+    return DeviceRunner(shell, lava or lava_dir(ctx), log=ctx.log)
 
 
 def _tail(output: str, headline: str) -> str:
@@ -209,7 +87,9 @@ def _prepare(ctx: ActionContext, runner: DeviceRunner) -> None:
     if st.pending_tests or st.pending_python or st.pending_deb:
         tests, python, debs = st.pending_tests, st.pending_python, st.pending_deb
         st.pending_tests, st.pending_python, st.pending_deb = [], [], []
-        _install_on_image(ctx, runner, tests, python, debs)
+        from .lava_test_install import install_on_image
+
+        install_on_image(ctx, runner, tests, python, debs)
     else:
         runner.install_helpers(ctx.deadline)
 
@@ -318,7 +198,7 @@ def lava_test_run(ctx: ActionContext, params: dict[str, Any]) -> None:
     name = params["test_name"]
     definition = st.installed.get(name) or next((d for d in st.pending_tests if d.name == name), None)
     if definition is None:
-        definition = resolve(name, registered=st.registered, base=ctx.job.file.parent)
+        definition = resolve_test(name, registered=st.registered, base=ctx.job.file.parent)
         ctx.log(f"lava_test_run: {name} was not installed by lava_test_install; using {definition.source}")
     runner = _runner(ctx, ctx.test_shell())
     _prepare(ctx, runner)

@@ -48,6 +48,9 @@ class ParseSpec:
     pattern: re.Pattern[str]
     fixupdict: dict[str, str] = field(default_factory=dict)
     appendall: dict[str, str] = field(default_factory=dict)
+    # (old, new) replacements of a matched test_case_id before lava-test's character rule (set by
+    # a library whose lava-test parser rewrote ids, e.g. posixtestsuite's "/" -> ".")
+    id_replace: tuple[tuple[str, str], ...] = ()
 
 
 DEFAULT_PARSE = ParseSpec(re.compile(DEFAULT_PATTERN), dict(DEFAULT_FIXUPDICT))

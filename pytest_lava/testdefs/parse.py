@@ -202,6 +202,8 @@ class CaseCollector:
             return None
         groups = {k: v for k, v in m.groupdict().items() if v is not None}
         case_id = groups.get("test_case_id", "").strip()
+        for old, new in self.parser.id_replace:
+            case_id = case_id.replace(old, new)
         if self.definition.dialect == LAVA_TEST:
             case_id = _LAVA_TEST_ID_DROP.sub("", case_id)  # lava-test deleted these characters
         else:

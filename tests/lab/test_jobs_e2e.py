@@ -263,9 +263,30 @@ def test_fastmodel_job(pytester: pytest.Pytester, lab_http: None) -> None:
     assert "lab/build" not in rtsm.splitlines()[0]  # the kernel came from the image built on the host
 
 
+def test_arm64_lava_test_job(pytester: pytest.Pytester, arm64: str) -> None:
+    """The classic lava-test library on the Debian test image, its packages from the lab's apt
+    repositories (one of them added by the job with add_apt_repository)."""
+    run = run_job(pytester, "lab-arm64-lava-test.json", "--lava-device", arm64)
+    assert_all_passed(run)
+    defs = run.by_definition()
+    posix = [c.case for c in run.cases if c.name.startswith("lava_test_run[posixtestsuite::")]
+    assert len(posix) >= 500 and all(c.startswith("conformance.interfaces.sigaction.") for c in posix), posix[:5]
+    assert {c.case for c in defs["debian-image"]} >= {"dpkg-database", "lab-apt-source", "apt-get-install-stress-ng",
+                                                       "stress-ng-cpu", "install-deb-hackbench"}
+    assert {c.case for c in defs["stream"]} == {"Fill", "Write", "Rewrite", "Read", "Copy"}
+    smem = {c.case: c.properties for c in defs["smem"]}
+    assert set(smem) == {"kerneldynamicmemory", "userspacememory", "freememory"}
+    assert all(props["units"] == "KB" and float(props["measurement"]) >= 0 for props in smem.values())
+    assert {c.case for c in defs["device_tree"]} >= {"dt-present", "dtc-decompile", "compatible", "cpus", "memory"}
+    lava = results_of(runs_of(run.bundle("lab-arm64-lava-test"))["lava"])
+    for step in ("add_apt_repository", "lava_test_install apt-get update", "lava_test_install deb (rt-tests)",
+                 "lava_test_install (posixtestsuite)", "lava_test_install (smem)", "lava_test_install (device_tree)"):
+        assert lava.get(step) == "pass", lava
+
+
 def test_every_job_is_covered() -> None:
     """A job added to jobs/ gets an end-to-end test here too."""
     covered = {"qemu-x86_64-smoke.yaml", "lab-arm64-linaro.json", "lab-arm64-kernel-matrix.json",
-               "lab-arm64-image.json", "lab-fastmodel.json",
+               "lab-arm64-image.json", "lab-fastmodel.json", "lab-arm64-lava-test.json",
                "lab-arm64-old-2012.json"}  # tests/lab/test_old_lab_e2e.py (old INI devices, each console kind)
     assert {p.name for p in JOBS.iterdir() if p.suffix in (".json", ".yaml", ".yml")} == covered

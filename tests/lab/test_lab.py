@@ -121,7 +121,7 @@ def test_arm64_master_then_test_image(arm64_board: LabBoard) -> None:
         f"mount {parts['testboot']} /mnt/boot",
         f"mount {parts['testrootfs']} /mnt/root",
         f"wget -q -O - {www}/{art['hwpack_tar']} | tar -x -C /mnt/boot",
-        f"wget -q -O - {www}/{art['rootfs_tar']} | tar -x -C /mnt/root",
+        f"wget -q -O - {www}/{art['rootfs_busybox_tar']} | tar -x -C /mnt/root",
         "echo linaro > /mnt/root/etc/hostname",
         "sync; umount /mnt/boot; umount /mnt/root",
     ]

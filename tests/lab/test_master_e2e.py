@@ -52,7 +52,7 @@ def board_shell(arm64_board: Any, lab_tools: Any, prompt: str) -> Any:
 def deploy(**extra: Any) -> dict[str, Any]:
     a = artifacts()
     return {"command": "deploy_linaro_image",
-            "parameters": {"hwpack": f"{WWW}/{a['hwpack']}", "rootfs": f"{WWW}/{a['rootfs']}", **extra}}
+            "parameters": {"hwpack": f"{WWW}/{a['hwpack']}", "rootfs": f"{WWW}/{a['rootfs_busybox']}", **extra}}
 
 
 def test_hwpack_rootfs_deploy_boots_the_test_image_with_the_apt_source(tmp_path: Path, arm64_board: Any,

@@ -214,6 +214,11 @@ CASES = [
           ("job.json", ": actions[1].command:", "did you mean 'lava_test_install'"),
           ("job.json", ": actions[2].meta:", "not allowed"),
           ("job.json", ": actions[2].parameters.test_name:", "must be a string")]),
+    Case("unknown-lava-test", as_json(params(1, tests=["stream", "glmark"])),
+         [("job.json", ": actions[1].parameters.tests[1]:", "no lava-test test 'glmark'", "posixtestsuite",
+           "register")]),
+    Case("ltp-not-in-the-library", as_json(params(1, tests=["ltp"])),
+         [("job.json", ": actions[1].parameters.tests[0]:", "'ltp' is not in the lab's library", "register")]),
     Case("yaml-field-line",
          "timeout: 60\ntarget: panda01\nactions:\n  - command: lava_test_install\n    parameters:\n"
          "      tests: stream\n",
@@ -301,7 +306,8 @@ def test_malformed(pytester: pytest.Pytester, case: Case) -> None:
     _check(result, case)
 
 
-SUBPROCESS_CASES = ["misspelt-command", "yaml-syntax-error", "non-utf8", "ini-syntax-error", "device-unknown-key"]
+SUBPROCESS_CASES = ["misspelt-command", "yaml-syntax-error", "non-utf8", "ini-syntax-error", "device-unknown-key",
+                    "unknown-lava-test"]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.id in SUBPROCESS_CASES], ids=SUBPROCESS_CASES)
