@@ -123,7 +123,11 @@ def test_master_image_board_runs_the_repository_on_its_test_image(pytester: pyte
                                                                   big_repo: str) -> None:
     job = {"job_name": "testdef-repos-arm64", "device_type": "lab-arm64-master", "timeout": 2400, "actions": [
         {"command": "boot_master_image"},
-        {"command": "deploy_linaro_image", "parameters": {"image": "http://127.0.0.1:7080/lab-linaro-arm64.img.gz"}},
+        # the busybox root: no package manager, so alpha's install deps are a skip (the Debian image's apt
+        # would try to install them from the lab's repository, which does not carry them)
+        {"command": "deploy_linaro_image", "parameters": {
+            "hwpack": "http://127.0.0.1:7080/hwpack_lab-arm64.tar.gz",
+            "rootfs": "http://127.0.0.1:7080/rootfs_lab-busybox-arm64.tar.gz"}},
         {"command": "boot_linaro_image"},
         {"command": "lava_test_shell", "parameters": {"testdef_repos": _repos(big_repo)[:2], "timeout": 900}},
     ]}
