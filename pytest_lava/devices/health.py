@@ -69,6 +69,11 @@ class BoardState:
         state.history = [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
         return state
 
+    def summary(self) -> dict[str, object]:
+        """What ``pool status`` shows of a board's health (either backend)."""
+        return {"quarantined": self.quarantined, "consecutive_infra_failures": self.consecutive_infra_failures,
+                "quarantined_since": self.quarantined_since, "reason": self.reason}
+
 
 class HealthRules(ABC):
     """The health rules (module docstring) over a store of :class:`BoardState` per board."""
@@ -232,10 +237,5 @@ class BoardHealth(HealthRules):
                 continue
             board = str(data.get("board", path.stem))
             state = BoardState.from_json(board, data)
-            out[board] = {
-                "quarantined": state.quarantined,
-                "consecutive_infra_failures": state.consecutive_infra_failures,
-                "quarantined_since": state.quarantined_since,
-                "reason": state.reason,
-            }
+            out[board] = state.summary()
         return out

@@ -326,10 +326,5 @@ class PgHealth(HealthRules):
         out: dict[str, dict[str, object]] = {}
         for board, data in rows:
             state = BoardState.from_json(board, data if isinstance(data, dict) else {})
-            out[board] = {
-                "quarantined": state.quarantined,
-                "consecutive_infra_failures": state.consecutive_infra_failures,
-                "quarantined_since": state.quarantined_since,
-                "reason": state.reason,
-            }
+            out[board] = state.summary()
         return out
