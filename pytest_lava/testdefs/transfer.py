@@ -114,6 +114,13 @@ def _digest_ok(data: bytes, digest: str) -> bool:
     return False
 
 
+def _verdict(out: str) -> str:
+    """``ok``, or what the board said instead, of a checked transfer's output."""
+    if "LAVA_XFER_OK" in out:
+        return "ok"
+    return out.strip().splitlines()[-1] if out.strip() else "no answer to the checksum check"
+
+
 class ConsoleTransfer:
     """Moves files over one shell session; finds out once which tools the image has."""
 
@@ -174,9 +181,7 @@ class ConsoleTransfer:
             self.shell.console.sendline(EOF_MARK, n)
 
         out = self.shell.run(cmd, node, body=body).output
-        if "LAVA_XFER_OK" in out:
-            return "ok"
-        return out.strip().splitlines()[-1] if out.strip() else "no answer to the checksum check"
+        return _verdict(out)
 
     # -- to the board -----------------------------------------------------------------------
     def push(self, path: str, data: bytes, deadline: Deadline | float, *, mode: str = "0644") -> None:
@@ -209,9 +214,7 @@ class ConsoleTransfer:
         check = (f'h=$( {_hash_cmd(TMP_VAR)} ); case "$h" in {sha}|{md5}) mv {t} {p} && chmod {mode} {p} '
                  f'&& echo LAVA_XFER_OK ;; *) echo "LAVA_XFER_BAD $h"; rm -f {t} ;; esac')
         out = self.shell.run(check, node).output
-        if "LAVA_XFER_OK" in out:
-            return "ok"
-        return out.strip().splitlines()[-1] if out.strip() else "no answer to the checksum check"
+        return _verdict(out)
 
     def _send_lines(self, lines: list[str], node: Deadline) -> None:
         console = self.shell.console
