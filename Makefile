@@ -75,9 +75,11 @@ lava-test-full: lab
 	$(PYTEST) -p no:cacheprovider --lava-job $(LAVA_TEST_FULL) --lava-device arm64-01 \
 		--junitxml=lava-results/lab-arm64-lava-test-full.xml -q -rfE; rc=$$?; lab/labctl stop arm64-01; exit $$rc
 
+# the suite without boards on two workers (CI has 2 cores); the lab suite serially (the lab's ports
+# are fixed), with the slowest tests listed so CI logs show where the time goes
 test: deps lab lint squad
-	$(PYTEST) -m "not lab" -q -p no:cacheprovider
-	$(PYTEST) -m lab -q -p no:cacheprovider -rfE
+	$(PYTEST) -m "not lab" -q -p no:cacheprovider -n 2
+	$(PYTEST) -m lab -q -p no:cacheprovider -rfE --durations=25
 
 test-fast: deps
 	$(PYTEST) -m "not lab and not slow" -q -n 4
