@@ -95,6 +95,17 @@ def _lava_test_names(params: dict[str, Any], problems: ProblemList, path: str) -
     check_tests(params, problems, path)
 
 
+def _lava_test_run_name(params: dict[str, Any], problems: ProblemList, path: str,
+                        job: list[tuple[str, dict[str, Any]]]) -> None:
+    """lava_test_run's test_name: a classic or built-in name, a path or URL, unless a
+    lava_test_install of the job registers definitions (their names are known only once fetched)."""
+    if any(command == "lava_test_install" and p.get("register") for command, p in job):
+        return
+    from ..testdefs.classic import check_name
+
+    check_name(params.get("test_name"), problems, f"{path}.test_name")
+
+
 def _boot_options(params: dict[str, Any], problems: ProblemList, path: str) -> None:
     """Boot options go to a bootloader or a kernel command line, one per line or word: whatever
     the board type, a control character (newline, carriage return, NUL, escape...) could end that
@@ -202,6 +213,7 @@ BUILTIN: list[ActionSpec] = [
         summary="Run an installed lava-test definition on the test image; each test case is a result.",
         result_name=_name("lava_test_run ({})", "test_name"), item_label=lambda p: str(p.get("test_name", "")),
         params={"test_name": Param(str, required=True), "test_options": Param(str), "timeout": _TIMEOUT},
+        job_rules=(_lava_test_run_name,),
     ),
     ActionSpec(
         "lava_test_shell", TEST, default_timeout=1200,

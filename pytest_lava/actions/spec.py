@@ -47,6 +47,8 @@ def _is(value: Any, types: type | tuple[type, ...]) -> bool:
 
 
 Rule = Callable[[dict[str, Any], ProblemList, str], None]
+# a rule that also sees the whole job: [(command, parameters), ...] of every action, in order
+JobRule = Callable[[dict[str, Any], ProblemList, str, list[tuple[str, dict[str, Any]]]], None]
 ActionRun = Callable[..., Any]
 
 
@@ -59,6 +61,7 @@ class ActionSpec:
     kind: str  # SETUP, TEST or SUBMIT
     params: dict[str, Param] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    job_rules: tuple[JobRule, ...] = ()  # checked once every action's own parameters are valid
     default_timeout: float = 1200.0
     summary: str = ""
     # the test_case_id in the `lava` run, e.g. "lava_test_run (stream)"

@@ -245,6 +245,11 @@ def _check_actions(data: dict[str, Any], problems: ProblemList) -> list[ActionDe
             problems.add(f"{path}.metadata", "values must be strings or numbers (they become bundle attributes)")
         actions.append(ActionDef(i, command, dict(params or {}) if isinstance(params, dict) else {},
                                  {str(k): str(v) for k, v in metadata.items()}, spec))
+    if not problems:
+        whole = [(a.command, a.parameters) for a in actions]
+        for a in actions:
+            for job_rule in a.spec.job_rules:
+                job_rule(a.parameters, problems, f"{a.path}.parameters", whole)
     return actions
 
 

@@ -3,12 +3,14 @@ each test's real output format, validation of unknown names, and apt on the imag
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from pytest_lava.actions.apt import apt_entry
 from pytest_lava.core.errors import JobError, ProblemList
+from pytest_lava.jobs.job import load_job
 from pytest_lava.testdefs.classic import check_tests, classic_names, load_classic, resolve_test
 from pytest_lava.testdefs.model import LAVA_TEST
 from pytest_lava.testdefs.parse import CaseCollector
@@ -103,6 +105,23 @@ def test_unknown_names_are_validation_problems_that_say_what_exists_or_where_to_
     with pytest.raises(JobError, match="classic library has"):
         resolve_test("nosuch")
     assert resolve_test("smoke").name == "smoke"
+
+
+def test_an_unknown_lava_test_run_name_is_a_validation_problem_unless_the_job_registers_definitions(
+        tmp_path: Path) -> None:
+    def job(*actions: dict) -> Path:
+        path = tmp_path / "job.json"
+        path.write_text(json.dumps({"timeout": 60, "actions": list(actions)}))
+        return path
+
+    run_it = {"command": "lava_test_run", "parameters": {"test_name": "nosuch"}}
+    with pytest.raises(JobError) as error:
+        load_job(job({"command": "lava_test_install", "parameters": {"tests": ["stream"]}}, run_it))
+    [problem] = error.value.problems
+    assert problem.path == "actions[1].parameters.test_name" and "classic library has" in problem.reason
+    registering = {"command": "lava_test_install", "parameters": {"tests": ["stream"], "register": ["http://x/n.json"]}}
+    assert load_job(job(registering, run_it)).actions[1].parameters["test_name"] == "nosuch"
+    assert load_job(job({"command": "lava_test_run", "parameters": {"test_name": "local/def.yaml"}}))
 
 
 def test_add_apt_repository_accepts_deb_options() -> None:

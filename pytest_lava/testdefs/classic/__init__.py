@@ -102,12 +102,16 @@ def check_tests(params: dict, problems: ProblemList, path: str) -> None:
     unless the action's ``register`` may supply it (its test ids are known only once fetched)."""
     if params.get("register"):
         return
-    known = {_key(n) for n in known_names()}
     for i, name in enumerate(params.get("tests") or []):
-        if isinstance(name, str) and "/" not in name and "://" not in name \
-                and not name.endswith((".yaml", ".yml", ".json")) and _key(name) not in known:
-            problems.add(f"{path}.tests[{i}]", unknown_reason(name))
+        check_name(name, problems, f"{path}.tests[{i}]")
 
 
-__all__ = ["UNAVAILABLE", "check_tests", "classic_names", "known_names", "load_classic", "resolve_test",
+def check_name(name: object, problems: ProblemList, path: str) -> None:
+    """A plain test name (not a path or URL) must be a classic or built-in definition."""
+    if isinstance(name, str) and "/" not in name and "://" not in name \
+            and not name.endswith((".yaml", ".yml", ".json")) and _key(name) not in {_key(n) for n in known_names()}:
+        problems.add(path, unknown_reason(name))
+
+
+__all__ = ["UNAVAILABLE", "check_name", "check_tests", "classic_names", "known_names", "load_classic", "resolve_test",
            "unknown_reason"]
