@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import decompress, safe_extract
+from ..artifacts import decompress, lookup, safe_extract
 from ..artifacts.download import DownloadCache
 from ..artifacts.mkdisk import PartSpec, make_disk, sparse_copy
 from ..boards.fastmodel import file_candidates
@@ -30,11 +30,8 @@ IMAGE_NAME = "sd.img"
 
 
 def _find(tree: Path, names: list[str]) -> Path | None:
-    for name in names:
-        path = tree / name
-        if path.is_file() and not path.is_symlink():
-            return path
-    return None
+    """The first of ``names`` that is a regular file in ``tree``, no symbolic link on the way."""
+    return next((p for p in (lookup(tree, name) for name in names) if p is not None), None)
 
 
 def boot_files(device, boot: Path, root: Path, dest: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -44,7 +41,7 @@ def boot_files(device, boot: Path, root: Path, dest: Path) -> dict[str, str]:  #
     for placeholder, names in file_candidates(device).items():
         if placeholder == "IMG" or not names:
             continue
-        path = _find(boot, names) or _find(root / "boot", names)
+        path = _find(boot, names) or _find(root, [f"boot/{n}" for n in names])
         if path is not None:
             copy = dest / path.name
             shutil.copyfile(path, copy)
@@ -61,7 +58,7 @@ def deploy_host_image(ctx, params: dict[str, Any], cache: DownloadCache) -> dict
         node = ctx.deadline.child(None, "build the disk image")
         boot, root = work / "boot", work / "root"
         safe_extract(boot_tar, boot, ctx.log)
-        safe_extract(root_tar, root, ctx.log)
+        safe_extract(root_tar, root, ctx.log, image_tree=True)  # Debian's absolute links are normal
         image = work / IMAGE_NAME
         if "image" in params:
             img, label = cache.fetch(params["image"], node), redact_url(str(params["image"]))

@@ -40,7 +40,7 @@ from ..core.errors import ArtifactError
 from .compress import compression_of, decompress
 from .deb import deb_data, deb_files
 from .disks import filesystem_of, partition_tar
-from .extract import safe_extract
+from .extract import lookup, safe_extract
 from .hwpack import read_hwpack_meta, replace_kernel
 from .limits import MAX_DECOMPRESSED, MAX_EXTRACTED
 from .partitions import Partition, read_partitions
@@ -48,4 +48,4 @@ from .tarballs import check_tar, make_tar
 
 __all__ = ["ArtifactError", "MAX_DECOMPRESSED", "MAX_EXTRACTED", "Partition", "check_tar", "compression_of",
            "deb_data", "deb_files", "decompress", "filesystem_of", "make_tar", "partition_tar", "read_hwpack_meta",
-           "read_partitions", "replace_kernel", "safe_extract"]
+           "lookup", "read_partitions", "replace_kernel", "safe_extract"]

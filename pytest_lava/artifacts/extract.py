@@ -33,10 +33,11 @@ class _Extractor:
 
     _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    def __init__(self, archive: str, dest: Path, limit: int | None) -> None:
+    def __init__(self, archive: str, dest: Path, limit: int | None, image_tree: bool = False) -> None:
         self.archive = archive
         self.dest = dest
-        self.policy = _TarPolicy(archive, host=True)
+        self.image_tree = image_tree
+        self.policy = _TarPolicy(archive, host=True, image_tree=image_tree)
         self.limit = limits.MAX_EXTRACTED if limit is None else limit
         self.written = 0
         self.symlinks: list[tuple[str, str]] = []
@@ -69,8 +70,10 @@ class _Extractor:
 
     def extract(self, tf: tarfile.TarFile, m: tarfile.TarInfo, key: str) -> None:
         if hasattr(tarfile, "data_filter"):  # the interpreter's own check, on top of ours
+            # (in an image tree a link may point anywhere: only the name is checked then)
+            check = tarfile.tar_filter if self.image_tree and m.issym() else tarfile.data_filter
             try:
-                tarfile.data_filter(m, str(self.dest))
+                check(m, str(self.dest))
             except tarfile.FilterError as exc:
                 raise self._refuse(m, str(exc)) from None
         if not key:  # the archive root
@@ -149,6 +152,8 @@ class _Extractor:
     def escaping_links(self) -> list[tuple[str, str]]:
         """The symbolic links written that resolve outside ``dest`` (through a chain of links,
         each of which stays inside on its own); they are removed from the disk."""
+        if self.image_tree:  # links resolve inside the image, never on the host
+            return []
         root = os.path.realpath(self.dest)
         bad = []
         for key, target in self.symlinks:
@@ -171,12 +176,17 @@ class _Extractor:
 
 
 def safe_extract(path: Path, dest: Path, log: Log | None = None, *, limit: int | None = None,
-                 label: str | None = None) -> None:
+                 label: str | None = None, image_tree: bool = False) -> None:
     """Unpack a tarball on the host: nothing outside ``dest``, no device nodes, no set-id bits,
-    at most ``limit`` bytes (default :data:`limits.MAX_EXTRACTED`)."""
+    at most ``limit`` bytes (default :data:`limits.MAX_EXTRACTED`).
+
+    ``image_tree``: the tree is a root filesystem for a disk image the host builds, so symbolic
+    links to anywhere are kept as they are (``/etc/alternatives/awk`` is normal in Debian); they
+    mean something only inside the image, and the host reads such a tree only by :func:`lookup`
+    (and ``mke2fs -d``, which copies links as links). Nothing is ever written through a link."""
     dest.mkdir(parents=True, exist_ok=True)
     name = label or path.name
-    ex = _Extractor(name, dest, limit)
+    ex = _Extractor(name, dest, limit, image_tree)
     try:
         with open(path, "rb") as raw, _open_tar(raw, compression_of(path), name) as tf:
             for m in _members(tf):
@@ -195,3 +205,23 @@ def safe_extract(path: Path, dest: Path, log: Log | None = None, *, limit: int |
     if ex.skipped and log is not None:
         log(f"{name}: skipped {len(ex.skipped)} device node(s)/FIFO(s) on the host: "
             f"{', '.join(ex.skipped[:5])}")
+
+
+def lookup(tree: Path, relative: str) -> Path | None:
+    """``tree/relative`` when every component is a real directory and the last a regular file
+    (no symbolic link anywhere on the way, so a link in an unpacked image tree never leads the
+    host outside it), else ``None``."""
+    path = tree
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        wanted = stat.S_ISREG if i == len(parts) - 1 else stat.S_ISDIR
+        if not wanted(st.st_mode):
+            return None
+    return path

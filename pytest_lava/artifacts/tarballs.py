@@ -64,9 +64,12 @@ class _TarPolicy:
     spelling (``.//x``, ``x/./``) never hides a symlink, and a later member that goes through or
     replaces a symlink member (a link chain used as a directory) is refused."""
 
-    def __init__(self, archive: str, *, host: bool) -> None:
+    def __init__(self, archive: str, *, host: bool, image_tree: bool = False) -> None:
         self.archive = archive
         self.host = host
+        # a host tree that only goes into a disk image: its links mean what they mean inside the
+        # image (absolute ones too) and host code never follows them (:func:`.extract.lookup`)
+        self.image_tree = image_tree
         self.kinds: dict[str, str] = {}
         self.count = 0
 
@@ -100,7 +103,7 @@ class _TarPolicy:
     def _symlink_problem(self, key: str, target: str) -> str | None:
         if not target or "\0" in target:
             return "symbolic link with an empty or NUL target"
-        if not self.host:  # on the board only writing through a link is dangerous (refused above)
+        if not self.host or self.image_tree:  # only writing through a link is dangerous (refused above)
             return None
         if target.startswith("/"):
             return f"absolute symbolic link to {target!r}"

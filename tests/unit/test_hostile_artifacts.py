@@ -30,6 +30,7 @@ from pytest_lava.artifacts import (
     deb_files,
     decompress,
     limits,
+    lookup,
     partition_tar,
     read_partitions,
     replace_kernel,
@@ -425,6 +426,32 @@ def test_host_refuses_absolute_symlinks_and_skips_devices_board_accepts_them(tmp
     assert (tmp_path / "out2/ok").read_text() == "fine"
     assert not (tmp_path / "out2/dev/console").exists() and not (tmp_path / "out2/run/fifo").exists()
     assert "skipped 2 device node(s)/FIFO(s)" in notes[0]
+
+
+def test_an_image_tree_keeps_links_to_anywhere_but_the_host_never_follows_them(tmp_path: Path,
+                                                                             interpreter: str) -> None:
+    """A Debian root filesystem for a host-built disk image: /etc/alternatives links and a
+    boot -> /boot link unpack as links; nothing is written or read through them."""
+    host_boot = tmp_path / "host-boot"
+    host_boot.mkdir()
+    (host_boot / "vmlinuz").write_text("the host's kernel")
+    rootfs = tar_of(tmp_path / "rootfs.tar", [
+        (info("./etc/alternatives/awk", tarfile.SYMTYPE, "/usr/bin/mawk"), None),
+        (info("./boot", tarfile.SYMTYPE, str(host_boot)), None),
+        (info("./up", tarfile.SYMTYPE, "../../.."), None), (info("./usr/bin/mawk"), b"elf")])
+    out = tmp_path / "root"
+    safe_extract(rootfs, out, image_tree=True)
+    assert os.readlink(out / "etc/alternatives/awk") == "/usr/bin/mawk" and os.readlink(out / "up") == "../../.."
+    assert lookup(out, "usr/bin/mawk") == out / "usr/bin/mawk"
+    assert lookup(out, "boot/vmlinuz") is None and lookup(out, "etc/alternatives/awk") is None
+    assert lookup(out, "../host-boot/vmlinuz") is None and lookup(out, "usr/bin") is None
+    through = tar_of(tmp_path / "through.tar", [(info("./boot", tarfile.SYMTYPE, str(host_boot)), None),
+                                                (info("./boot/vmlinuz"), b"evil")])
+    with pytest.raises(ArtifactError, match="below the symbolic link 'boot'"):
+        safe_extract(through, tmp_path / "root2", image_tree=True)
+    assert (host_boot / "vmlinuz").read_text() == "the host's kernel"
+    with pytest.raises(ArtifactError, match="absolute symbolic link"):
+        safe_extract(rootfs, tmp_path / "root3")  # without image_tree: refused as before
 
 
 def test_safe_extract_keeps_good_content(tmp_path: Path, interpreter: str) -> None:
