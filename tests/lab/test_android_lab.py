@@ -46,10 +46,7 @@ def test_android_image_boots_and_adb_works(arm64_board: Any, lab_tools: Any, tmp
     con = arm64_board.console()
     p = lab_tools.run_command(dev["hard_reset_command"])
     assert p.returncode == 0, p.stderr
-    con.expect(dev["interrupt_boot_prompt"], BOOT)
-    con.send(dev["interrupt_boot_command"])
-    con.expect(dev["bootloader_prompt"], 30)
-    con.sendline(dev["extra"]["uboot_master_cmd"])
+    con.boot_with(dev, [dev["extra"]["uboot_master_cmd"]], BOOT, reboot=False)
     con.expect(master, BOOT)
 
     t0 = time.monotonic()
@@ -64,18 +61,11 @@ def test_android_image_boots_and_adb_works(arm64_board: Any, lab_tools: Any, tmp
           for t in ("boot", "system", "userdata")),
         "sync; umount /mnt/android/boot /mnt/android/system /mnt/android/data",
     ]
-    for step in steps:
-        rc, out = con.run(step, master, timeout=300)
-        assert rc == 0, f"{step!r} failed: {out}"
+    con.run_all(steps, master)
     print(f"android partitions filled in {time.monotonic() - t0:.1f}s")
 
-    con.sendline("reboot")
     t0 = time.monotonic()
-    con.expect(dev["interrupt_boot_prompt"], BOOT)
-    con.send(dev["interrupt_boot_command"])
-    for line in dev["boot_cmds_android"]:
-        con.expect(dev["bootloader_prompt"], 60)
-        con.sendline(line)
+    con.boot_with(dev, dev["boot_cmds_android"], BOOT)
     con.expect("init: lab android booted", BOOT)
     con.expect(ANDROID_PROMPT, 60)
     t_prompt = time.monotonic() - t0
