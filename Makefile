@@ -12,7 +12,7 @@ PYTEST = $(PY) -m pytest
 OLDEST_VENV ?= .venv-oldest
 # postgresql: the tests of the PostgreSQL board pool start their own server (initdb + pg_ctl);
 # openssh-server, iproute2: the multi-host test's dispatcher hosts (network namespaces with an sshd)
-APT_PACKAGES = git python3-venv postgresql openssh-server iproute2
+APT_PACKAGES = git python3-venv postgresql openssh-server iproute2 adb gcc
 STAMP = .make-stamps
 
 .PHONY: all host-tools deps lab demo test test-fast test-lab test-oldest lint bench clean-lab lab-stop squad lava-test-full
@@ -24,12 +24,13 @@ $(STAMP):
 
 # host tools the Makefile itself needs: git, and venv/ensurepip (Debian 12's own python3 has
 # neither until python3-venv is installed; its pip refuses to install into the system, PEP 668);
-# and PostgreSQL's server binaries, sshd and ip for the tests of the PostgreSQL pool across hosts
+# and PostgreSQL's server binaries, sshd and ip for the tests of the PostgreSQL pool across hosts;
+# adb (the real client) and cc for the tests of the lab's adbd (lab/adbd/adbd.c, built natively)
 host-tools: $(STAMP)/host-tools
 $(STAMP)/host-tools: | $(STAMP)
 	@if ! command -v git >/dev/null || ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
 		|| ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! test -x /usr/sbin/sshd \
-		|| ! command -v ip >/dev/null; then \
+		|| ! command -v ip >/dev/null || ! command -v adb >/dev/null || ! command -v cc >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES); fi
 	@touch $@
 
