@@ -27,7 +27,7 @@ $(STAMP):
 # and PostgreSQL's server binaries, sshd and ip for the tests of the PostgreSQL pool across hosts;
 # adb (the real client) and cc for the tests of the lab's adbd (lab/adbd/adbd.c, built natively)
 host-tools: $(STAMP)/host-tools
-$(STAMP)/host-tools: | $(STAMP)
+$(STAMP)/host-tools: Makefile | $(STAMP)
 	@if ! command -v git >/dev/null || ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null \
 		|| ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! test -x /usr/sbin/sshd \
 		|| ! command -v ip >/dev/null || ! command -v adb >/dev/null || ! command -v cc >/dev/null; then \

@@ -711,6 +711,15 @@ static void handle_msg(uint32_t cmd, uint32_t a0, uint32_t a1, char *data, uint3
 
 /* ---------------------------------------------------------------- connection loop */
 
+/* SIGTERM/SIGHUP of a connection process: its shells' process groups go with it */
+static void on_term_conn(int sig) {
+    (void)sig;
+    for (int i = 0; i < MAX_STREAMS; i++)
+        if (streams[i].used && streams[i].type == ST_SHELL && streams[i].pid > 0 && !streams[i].reaped)
+            kill(-streams[i].pid, SIGKILL);
+    _exit(0);
+}
+
 static void on_sigchld(int sig) {
     (void)sig;
     int e = errno;
@@ -791,6 +800,10 @@ static void serve_connection(int fd) {
     sa.sa_handler = on_sigchld;
     sa.sa_flags = SA_NOCLDSTOP;
     sigaction(SIGCHLD, &sa, NULL);
+    struct sigaction st = {0};
+    st.sa_handler = on_term_conn;
+    sigaction(SIGTERM, &st, NULL);
+    sigaction(SIGHUP, &st, NULL);
     for (;;) {
         struct pollfd pf[2 + 3 * MAX_STREAMS];
         int n = 0, timeout = -1;
@@ -837,6 +850,25 @@ static void serve_connection(int fd) {
 
 /* ---------------------------------------------------------------- main */
 
+#define MAX_CONNS 256
+static volatile pid_t conns[MAX_CONNS]; /* live connection processes of the listening daemon */
+
+static void on_sigchld_main(int sig) {
+    (void)sig;
+    int e = errno, status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (int i = 0; i < MAX_CONNS; i++)
+            if (conns[i] == pid) conns[i] = 0;
+    errno = e;
+}
+static void on_term_main(int sig) {
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (conns[i] > 0) kill(conns[i], SIGTERM);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: adbd [--port N] [--listen ADDR] [--chdir DIR] [--root DIR] [--props DIR]\n"
                     "            [--shell PATH] [--reboot-cmd CMD] [--pidfile FILE] [--verbose]\n"
@@ -873,7 +905,18 @@ int main(int argc, char **argv) {
     if (optind != argc || opt.port <= 0 || opt.port > 65535) usage();
     if (opt.props) setenv("ANDROID_PROPERTY_DIR", opt.props, 1);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGCHLD, SIG_IGN); /* connection processes are reaped automatically */
+    struct sigaction sc = {0};
+    sc.sa_handler = on_sigchld_main;
+    sc.sa_flags = SA_NOCLDSTOP | SA_RESTART;
+    sigaction(SIGCHLD, &sc, NULL);
+    struct sigaction stm = {0};
+    stm.sa_handler = on_term_main;
+    sigaction(SIGTERM, &stm, NULL);
+    sigaction(SIGINT, &stm, NULL);
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigaddset(&chld, SIGTERM);
 
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -898,11 +941,18 @@ int main(int argc, char **argv) {
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        sigprocmask(SIG_BLOCK, &chld, &old);
         pid_t pid = fork();
         if (pid == 0) {
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            sigprocmask(SIG_SETMASK, &old, NULL);
             close(ls);
             serve_connection(fd);
         }
+        for (int i = 0; pid > 0 && i < MAX_CONNS; i++)
+            if (conns[i] == 0) { conns[i] = pid; break; }
+        sigprocmask(SIG_SETMASK, &old, NULL);
         close(fd);
     }
 }

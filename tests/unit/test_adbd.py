@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +166,28 @@ def test_raw_protocol_bad_header_does_not_kill_daemon(tmp_path: Path) -> None:
             assert reply[:4] == b"CNXN" and int.from_bytes(reply[4:8], "little") == 0x01000000
         assert dev.process is not None and dev.process.poll() is None
     assert dev.process is None
+
+
+def test_stopping_the_daemon_ends_its_connections_and_shells(adb: Client, device: Adbd) -> None:
+    env = {**os.environ, "HOME": str(adb.home)}
+    client = subprocess.Popen([str(ADB), "-P", str(adb.port), "-s", adb.serial, "shell",
+                               'echo $$ > "$ADBD_SANDBOX/shell.pid"; exec sleep 60'],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+    try:
+        pidfile = device.path("/shell.pid")
+        for _ in range(200):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            time.sleep(0.05)
+        shell = int(pidfile.read_text())
+        device.stop()
+        for _ in range(100):
+            if not Path(f"/proc/{shell}").exists():
+                break
+            time.sleep(0.05)
+        assert not Path(f"/proc/{shell}").exists(), "the shell outlived the daemon"
+        client.wait(20)  # the device went away under the client (adb 29 still says 0)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
