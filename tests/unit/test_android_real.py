@@ -79,3 +79,14 @@ def test_failing_push_and_a_lost_device(server: AdbServer, adbd, tmp_path: Path)
     with pytest.raises(AdbError, match=r"error: device '127.0.0.1:\d+' not found"):
         dev.shell("true", Deadline(20, "after"))
     assert dev.get_state(Deadline(20, "state")) != "device"
+
+
+def test_adbd_gone_mid_job(server: AdbServer, adbd) -> None:  # type: ignore[no-untyped-def]
+    dev = connected(server, adbd)
+    adbd.stop()
+    start = time.monotonic()
+    with pytest.raises(AdbError, match="error: device offline|not found|closed"):
+        for _ in range(20):  # the server notices within a moment
+            dev.shell("true", Deadline(20, "after"))
+            time.sleep(0.2)
+    assert time.monotonic() - start < 15
