@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import android as android_image
 from . import debian, host, images, posix, publish
 from .host import LabError, say
 from .images import Part
@@ -17,7 +18,9 @@ from .paths import BUILD, CACHE, FILES, WWW
 BOOTDELAY = 5  # seconds of U-Boot countdown in the lab's copy of u-boot.bin (Debian's is 2)
 UBOOT = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 HOST_BUSYBOX = Path("/bin/busybox")
-CODE = [Path(__file__), Path(images.__file__), Path(host.__file__), *sorted(FILES.iterdir())]
+# what every step depends on (android-init.sh only the Android steps: android_image.CODE)
+CODE = [Path(__file__), Path(images.__file__), Path(host.__file__),
+        *sorted(p for p in FILES.iterdir() if p.name != "android-init.sh")]
 
 # the master-image disk: old LAVA's "2part" layout (p1 boot, p2 root, p3 testboot, p4 extended,
 # p5 testrootfs, p6 sdcard) plus Android's boot/system/data/cache as further logical partitions.
@@ -125,21 +128,30 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
     step("x86_64-kernel+initramfs", [x86 / "vmlinuz", x86 / "initramfs.cpio.gz"], [debs["x86_64_kernel"]],
          x86_images)
 
-    def arm_initrds() -> None:
+    def arm_initrd() -> None:
         arm.mkdir(parents=True, exist_ok=True)
         shutil.copy2(trees["arm64_kernel"] / f"boot/vmlinuz-{karm}", arm / "Image")
-        for name, init in (("initrd.gz", "initrd-init.sh"), ("android-ramdisk.gz", "android-init.sh")):
-            root = images.fresh(work / name)
-            images.busybox_tree(root, arm_bb)
-            for tree, kver in {(trees["arm64_kernel"], karm), (trees["arm64_matrix_kernel"], kmat)}:
-                images.add_modules(root, tree, kver)
-            for d in ("newroot", "system", "data"):
-                (root / d).mkdir(exist_ok=True)
-            shutil.copy2(FILES / init, root / "init")
-            images.cpio_gz(root, arm / name)
+        initrd(work / "initrd.gz", "initrd-init.sh", arm / "initrd.gz")
 
-    step("arm64-kernel+initrds", [arm / "Image", arm / "initrd.gz", arm / "android-ramdisk.gz"],
-         [debs["arm64_kernel"], debs["arm64_matrix_kernel"], debs["arm64_busybox"]], arm_initrds)
+    def initrd(tree: Path, init: str, out: Path) -> Path:
+        root = images.fresh(tree)
+        images.busybox_tree(root, arm_bb)
+        for ktree, kver in {(trees["arm64_kernel"], karm), (trees["arm64_matrix_kernel"], kmat)}:
+            images.add_modules(root, ktree, kver)
+        for d in ("newroot", "system", "data"):
+            (root / d).mkdir(exist_ok=True)
+        shutil.copy2(FILES / init, root / "init")
+        if out.name == "android-ramdisk.gz":
+            android_image.add_to_ramdisk(root, arm / "adbd")
+        images.cpio_gz(root, out)
+        return out
+
+    kernel_debs = [debs["arm64_kernel"], debs["arm64_matrix_kernel"], debs["arm64_busybox"]]
+    step("arm64-kernel+initrd", [arm / "Image", arm / "initrd.gz"], kernel_debs, arm_initrd)
+    step("arm64-adbd", [arm / "adbd"], [], lambda: android_image.build_adbd(arm / "adbd"), code=android_image.CODE)
+    step("android-ramdisk", [arm / "android-ramdisk.gz"], [*kernel_debs, arm / "adbd"],
+         lambda: initrd(work / "android-ramdisk", "android-init.sh", arm / "android-ramdisk.gz"),
+         code=[*CODE, *android_image.CODE])
 
     def system(name: str, hostname: str, label: str) -> Path:
         root = images.fresh(work / name)
@@ -249,25 +261,9 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
 
     android = {n: WWW / "android" / f"{n}.tar.bz2" for n in ("boot", "system", "userdata")}
 
-    def android_tarballs() -> None:
-        a = images.fresh(work / "android")
-        (a / "boot").mkdir()
-        shutil.copy2(arm / "Image", a / "boot/Image")
-        shutil.copy2(arm / "android-ramdisk.gz", a / "boot/initrd.gz")
-        images.write(a / "system/build.prop", "ro.build.display.id=lab-android-busybox\n"
-                     "ro.product.model=lab-arm64-virt\nro.build.version.release=lab\n")
-        images.write(a / "system/etc/mkshrc", "PS1='root@linaro: '\n")
-        images.write(a / "system/bin/getprop", "#!/bin/sh\n[ -n \"$1\" ] && sed -n \"s/^$1=//p\" "
-                     "/system/build.prop || sed 's/^\\([^=]*\\)=\\(.*\\)/[\\1]: [\\2]/' /system/build.prop\n",
-                     0o755)
-        images.write(a / "data/local/tmp/.keep", "")
-        images.write(a / "data/lab-userdata", "lab android userdata\n")
-        android["boot"].parent.mkdir(parents=True, exist_ok=True)
-        for name, top in (("boot", "boot"), ("system", "system"), ("userdata", "data")):
-            images.tarball(a / top, android[name], arcname=top, mode="w:bz2")
-
     step("android-tarballs", list(android.values()), [arm / "Image", arm / "android-ramdisk.gz"],
-         android_tarballs)
+         lambda: android_image.tarballs(work / "android", arm / "Image", arm / "android-ramdisk.gz", android),
+         code=[*CODE, *android_image.CODE])
 
     role_debs = {"kernel-a": debs["arm64_kernel"], "kernel-b": debs["arm64_matrix_kernel"]}
     kernels = publish.kernel_files(role_debs, {"kernel-a": karm, "kernel-b": kmat})

@@ -14,7 +14,8 @@ HOST_PACKAGES = [
     "qemu-system-x86", "qemu-system-arm", "u-boot-qemu", "u-boot-tools", "ser2net",
     "inetutils-telnet",  # the telnet client of `connection_command: telnet ...` consoles
     "busybox-static", "e2fsprogs", "fdisk", "dosfstools", "cpio", "kmod", "xz-utils", "bzip2",
-    "gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "patch",  # lab-posixtestsuite (lablib/posix.py)
+    "gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "patch",  # lab-posixtestsuite, adbd (posix.py, android.py)
+    "adb",  # the real client that talks to the Android image's adbd (forwarded to 127.0.0.1:73xx)
 ]
 START = time.monotonic()
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 from . import procs
-from .boards import BOARDS, HTTP_PORT, Board
+from .boards import BOARDS, GUEST_ADB_PORT, HTTP_PORT, Board
 from .host import LabError, say
 from .paths import BUILD, LAB, RUN, WWW
 
@@ -40,8 +40,11 @@ def disk_of(b: Board):
 
 def qemu_argv(b: Board) -> list[str]:
     serial = f"tcp:127.0.0.1:{b.backend_port},server=on,wait=on"
+    nic = "user,model=virtio-net-pci"
+    if b.adb_port:  # the Android image's adbd (guest :5555) on the host's 127.0.0.1 only
+        nic += f",hostfwd=tcp:127.0.0.1:{b.adb_port}-:{GUEST_ADB_PORT}"
     common = ["-name", f"lab-{b.name}", "-accel", "tcg", "-smp", "1", "-display", "none", "-monitor", "none",
-              "-serial", serial, "-nic", "user,model=virtio-net-pci"]
+              "-serial", serial, "-nic", nic]
     if b.arch == "x86_64":
         return ["qemu-system-x86_64", *common, "-M", "pc", "-cpu", "max", "-m", "512", "-vga", "none",
                 "-kernel", str(BUILD / "x86_64/vmlinuz"), "-initrd", str(BUILD / "x86_64/initramfs.cpio.gz"),
@@ -154,6 +157,8 @@ def power_on(b: Board, *, fresh_disk: bool = False, keep_disk: bool = False) -> 
         say(f"{b.name}: already running (pid {procs.running(b.name)}), not started twice")
         return
     procs.require_free(b.backend_port, f"QEMU serial port of {b.name}")
+    if b.adb_port:
+        procs.require_free(b.adb_port, f"adb port of {b.name} (QEMU forwards it to the guest's adbd)")
     if not (keep_disk and disk_of(b).exists()):
         prepare_disk(b, fresh_disk)
     log = RUN / f"{b.name}.qemu.log"
@@ -216,6 +221,7 @@ def snapshot() -> dict[str, object]:
             row["telnet"] = BOARDS[name].telnet
             row["rfc2217"] = BOARDS[name].rfc2217
             row["arch"] = BOARDS[name].arch
+            row["adb_address"] = BOARDS[name].adb_address
         rows[name] = row
     return {"lab": str(LAB), "http_port": HTTP_PORT, "processes": rows}
 
@@ -227,7 +233,8 @@ def status(as_json: bool = False) -> None:
         return
     for name, row in snap["processes"].items():  # type: ignore[union-attr]
         state = f"running pid {row['pid']}" if row["running"] else "stopped"
-        print(f"{name:10} {state:20} {row.get('connection', '')}")
+        adb = f"  adb {row['adb_address']}" if row.get("adb_address") else ""
+        print(f"{name:10} {state:20} {row.get('connection', '')}{adb}")
 
 
 def serve() -> None:

@@ -10,6 +10,9 @@ hardware or QEMU. Nothing in the plugin imports it: it is a set of fakes, not a 
 * :mod:`pytest_lava.testing.simshell` — :class:`~pytest_lava.testing.simshell.SimShell`, the
   board's shell: a small POSIX-shell look-alike that runs nothing on the host, only builtins on a
   sandbox directory.
+* :mod:`pytest_lava.testing.adbd` — the lab's device-side ADB daemon (``lab/adbd/adbd.c``) built
+  with the host ``cc`` and run on 127.0.0.1 with a sandbox root and property store, for tests of
+  adb code against the real ``adb`` client without QEMU (``running_adbd``, ``adbd_fixture``).
 * :mod:`pytest_lava.testing.simlab` — :class:`SimLab`: starts N simulated boards (each its own
   process, stopped by PID) and writes a device directory for them that ``--lava-devices`` loads
   like any lab (``<board>.yaml`` per board, ``device-types/sim.yaml`` with ``board_type: master``).

@@ -153,6 +153,22 @@ class RawConsole:
         self.expect(prompt, 30)
         return int(m.group(1)), out.replace("\r", "")
 
+    def run_all(self, steps: list[str], prompt: str, timeout: float = 300) -> None:
+        """Run shell commands one by one; each must succeed."""
+        for step in steps:
+            rc, out = self.run(step, prompt, timeout=timeout)
+            assert rc == 0, f"{step!r} failed: {out}"
+
+    def boot_with(self, dev: dict[str, Any], boot_cmds: list[str], timeout: float, reboot: bool = True) -> None:
+        """(``reboot`` from a shell, then) interrupt U-Boot and type ``boot_cmds``, one per prompt."""
+        if reboot:
+            self.sendline("reboot")
+        self.expect(dev["interrupt_boot_prompt"], timeout)
+        self.send(dev["interrupt_boot_command"])
+        for line in boot_cmds:
+            self.expect(dev["bootloader_prompt"], 60)
+            self.sendline(line)
+
     def transcript(self) -> str:
         return b"".join(self.log).decode(errors="replace")
 

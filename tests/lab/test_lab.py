@@ -34,6 +34,10 @@ def test_device_files_match_the_lab_ports() -> None:
         assert dev["connection"] == row["connection"]
         assert dev["hard_reset_command"] == f"lab/labctl power reset {row['name']}"
         assert dev["device_type"] == ("lab-x86_64" if row["arch"] == "x86_64" else "lab-arm64-master")
+        assert dev.get("adb_address") == row["adb_address"]  # arm64: QEMU's forward to the guest's adbd
+        if row["adb_address"]:
+            port = int(row["adb_address"].rsplit(":", 1)[1])
+            assert not 5554 <= port <= 5585, "the adb server would probe it as an emulator"
     assert str(table["http_port"]) in device("arm64-01")["extra"]["image_server"]
 
 
@@ -125,19 +129,12 @@ def test_arm64_master_then_test_image(arm64_board: LabBoard) -> None:
         "echo linaro > /mnt/root/etc/hostname",
         "sync; umount /mnt/boot; umount /mnt/root",
     ]
-    for step in steps:
-        rc, out = con.run(step, master, timeout=300)
-        assert rc == 0, f"{step!r} failed: {out}"
+    con.run_all(steps, master)
     print(f"{arm64_board.name}: test image deployed in {time.monotonic() - t0:.1f}s")
 
     # reboot into U-Boot, interrupt it, boot the test partitions with the device's boot_cmds
-    con.sendline("reboot")
     t0 = time.monotonic()
-    con.expect(dev["interrupt_boot_prompt"], BOOT)
-    con.send(dev["interrupt_boot_command"])
-    for line in dev["boot_cmds"]:
-        con.expect(dev["bootloader_prompt"], 60)
-        con.sendline(line)
+    con.boot_with(dev, dev["boot_cmds"], BOOT)
     con.expect(tester, BOOT)
     print(f"{arm64_board.name}: test image prompt {time.monotonic() - t0:.1f}s after reboot")
     rc, out = con.run("hostname; cat /etc/hostname; grep -c . /etc/lava-test-image; uname -r", tester)
@@ -207,3 +204,18 @@ def test_stop_leaves_no_process_running(lab_built: Path) -> None:
     if again:  # give session fixtures their boards back (they reboot, like after a power cut)
         assert labctl("start", *again).returncode == 0
     assert os.path.exists(REPO / "lab/run")
+
+
+def test_arm64_qemu_forwards_the_adb_port() -> None:
+    import sys
+
+    sys.path.insert(0, str(REPO / "lab"))
+    try:
+        from lablib import runner  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(REPO / "lab"))
+    argv = runner.qemu_argv(runner.board("arm64-02"))
+    nic = argv[argv.index("-nic") + 1]
+    assert nic.endswith(",hostfwd=tcp:127.0.0.1:7302-:5555"), nic
+    x86 = runner.qemu_argv(runner.board("x86-01"))
+    assert "hostfwd" not in x86[x86.index("-nic") + 1]
