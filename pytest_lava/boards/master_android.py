@@ -134,7 +134,13 @@ class AndroidMaster:
         """This job's adb server, ``adb connect`` (retried while adbd comes up), boot completed."""
         dev = ctx.device
         if self.adb_server is None or not self.adb_server.running:
-            self.adb_server = AdbServer(log=ctx.log, log_path=ctx.run.results_dir / "adb-server.log")
+            board_log = ctx.board.log
+
+            def note(message: str) -> None:  # the job's notes and the board's console.log (like QEMU's pid)
+                ctx.log(message)
+                board_log.event(message)
+
+            self.adb_server = AdbServer(log=note, log_path=ctx.run.results_dir / "adb-server.log")
             self.adb_server.start(ctx.deadline)
         node = ctx.deadline.child(dev.timeout("adb_connect", 120), f"adb connect {dev.adb_address}")
         while True:
