@@ -215,6 +215,8 @@ class MasterBoard(AndroidMaster, BoardDriver):
     def _restart(self, ctx, node: Deadline, soft: bool) -> None:  # type: ignore[no-untyped-def]
         """Soft reboot from a running shell when asked (falling back to power), else power-cycle."""
         board, dev = ctx.board, ctx.device
+        if soft and self.reboot_over_adb(ctx, node):  # Android restarts itself through adb
+            return
         if soft:  # only a running board has a console to talk to: an off board is powered first
             console = board.console
             console.mark()

@@ -116,7 +116,6 @@ class AndroidMaster:
             cmds = apply_boot_options(dev.boot_cmds_android, options)
         except JobError as exc:
             raise job_error(ctx, exc.problems[0].reason, "parameters.options") from None
-        self.stop_adb(ctx.log)  # a new boot: a new connection
 
         def attempt(node: Deadline, soft: bool) -> None:
             self._restart(ctx, node, soft)
@@ -129,6 +128,27 @@ class AndroidMaster:
                     dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
         self.state = BoardState.ANDROID
         return self.connect_adb(ctx)
+
+    def reboot_over_adb(self, ctx, node: Deadline) -> bool:  # type: ignore[no-untyped-def]
+        """``adb reboot`` of the running Android (its own way to restart: an Android shell's
+        ``reboot`` may be ignored by its init), then the reboot seen on the console. ``False``
+        (the caller reboots another way) when there is no adb device or it did not restart."""
+        from .master import REBOOT_MESSAGES
+
+        device = self.adb_device
+        if self.state is not BoardState.ANDROID or device is None:
+            return False
+        console = ctx.board.console
+        console.mark()
+        try:
+            device.server.call(["-s", device.serial, "reboot"], node, cap=15)
+            console.expect(REBOOT_MESSAGES, node.child(min(60.0, node.remaining()), "adb reboot"))
+        except InfrastructureError as exc:
+            ctx.log(f"{ctx.device.name}: adb reboot did not restart the board ({exc.message})")
+            return False
+        finally:
+            self.stop_adb(ctx.log)  # the connection ends with the reboot
+        return True
 
     def connect_adb(self, ctx) -> AdbDevice:  # type: ignore[no-untyped-def]
         """This job's adb server, ``adb connect`` (retried while adbd comes up), boot completed."""
@@ -143,6 +163,7 @@ class AndroidMaster:
             self.adb_server = AdbServer(log=note, log_path=ctx.run.results_dir / "adb-server.log")
             self.adb_server.start(ctx.deadline)
         node = ctx.deadline.child(dev.timeout("adb_connect", 120), f"adb connect {dev.adb_address}")
+        self.adb_server.disconnect(str(dev.adb_address), node)  # a connection from before a reboot
         while True:
             try:
                 device = self.adb_server.connect(str(dev.adb_address), node)
