@@ -2,7 +2,7 @@
 user runs it, then the real adb client against the board it left booted, then a plain pytest module
 using the ``android_board``/``adb_device`` fixtures on the same board.
 
-The job: the Android tarballs deployed from the master into the Android partitions, binary drivers
+The job: the master booted, the Android tarballs deployed from it into the Android partitions, binary drivers
 (none configured: passes), Android booted with ``boot_cmds_android``, the job's own adb server
 connected to the board's adbd (QEMU forwards it to the device's ``adb_address``), the built-in
 lava-android-test tests and custom commands run over adb, the bundle submitted to the dashboard
@@ -107,9 +107,9 @@ def test_android_job_then_adb_then_fixtures(pytester: pytest.Pytester, lab_built
     assert float(next(r for r in custom["test_results"] if r["test_case_id"] == "uptime")["measurement"]) > 0
     assert set(results_of(runs["busybox"]).values()) == {"pass"}
     lava = results_of(runs["lava"])
-    for step in ("deploy_linaro_android_image", "android_install_binaries", "boot_linaro_android_image",
-                 "lava_android_test_install", "lava_android_test_run (busybox)", "lava_android_test_run (props)",
-                 "lava_android_test_run (storage)"):
+    for step in ("boot_master_image", "deploy_linaro_android_image", "android_install_binaries",
+                 "boot_linaro_android_image", "lava_android_test_install", "lava_android_test_run (busybox)",
+                 "lava_android_test_run (props)", "lava_android_test_run (storage)"):
         assert lava.get(step) == "pass", lava
     assert any(k.startswith("lava_android_test_run_custom (commands=[") and v == "pass" for k, v in lava.items())
     assert any(json.loads(b["content"]) == bundle for b in dashboard.bundles.values())
