@@ -168,12 +168,20 @@ class MasterBoard(AndroidMaster, BoardDriver):
         self.state = BoardState.MASTER
 
     def boot_test(self, ctx, options: list[str]) -> None:  # type: ignore[no-untyped-def]
+        self.boot_through_uboot(ctx, "test image", "boot_cmds", ctx.device.boot_cmds, options,
+                                ctx.board.tester_shell, BoardState.TEST)
+
+    def boot_through_uboot(self, ctx, what: str, key: str, boot_cmds: list[str], options: list[str],  # type: ignore[no-untyped-def]
+                           shell, state: BoardState) -> None:
+        """Reboot, interrupt U-Boot, send ``boot_cmds`` (the device's ``key``) with the job's
+        ``options``, wait for the kernel and then the prompt of ``shell()`` (made after each restart:
+        the console may be a new connection); retried; the driver's state becomes ``state``."""
         dev = ctx.device
-        if not dev.boot_cmds:
-            raise ConfigurationError.single(dev.source or dev.name, "boot_cmds",
-                                            f"board {dev.name} has no boot_cmds: it cannot boot a test image")
+        if not boot_cmds:
+            raise ConfigurationError.single(dev.source or dev.name, key,
+                                            f"board {dev.name} has no {key}: it cannot boot the {what}")
         try:
-            cmds = apply_boot_options(dev.boot_cmds, options)
+            cmds = apply_boot_options(boot_cmds, options)
         except JobError as exc:
             raise job_error(ctx, exc.problems[0].reason, "parameters.options") from None
 
@@ -181,11 +189,11 @@ class MasterBoard(AndroidMaster, BoardDriver):
             self._restart(ctx, node, soft)
             self.send_boot_commands(ctx, cmds, node)
             ctx.board.console.expect(dev.image_boot_msg, node.child(dev.timeout("bootloader", 120), "kernel start"))
-            ctx.board.tester_shell().wait_for_prompt(node.child(dev.boot_linaro_timeout, "test image prompt"))
+            shell().wait_for_prompt(node.child(dev.boot_linaro_timeout, f"{what} prompt"))
 
         self.boot_options = list(options)
-        self._retry(ctx, "test image", attempt, dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
-        self.state = BoardState.TEST
+        self._retry(ctx, what, attempt, dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
+        self.state = state
 
     def send_boot_commands(self, ctx, cmds: list[str], node: Deadline) -> None:  # type: ignore[no-untyped-def]
         """Interrupt U-Boot and send ``cmds`` one line per bootloader prompt.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ..android.adb import AdbDevice, AdbError, AdbServer
 from ..core.deadline import Deadline
-from ..core.errors import ConfigurationError, InfrastructureError, JobError
+from ..core.errors import ConfigurationError, InfrastructureError
 from .driver import BoardState, job_error
 
 if TYPE_CHECKING:
@@ -103,30 +103,12 @@ class AndroidMaster:
         return ctx.board.shell(self.android_prompt(ctx), login=False)
 
     def boot_android(self, ctx, options: list[str]) -> AdbDevice:  # type: ignore[no-untyped-def]
-        from .master import apply_boot_options
-
         dev = ctx.device
-        if not dev.boot_cmds_android:
-            raise ConfigurationError.single(dev.source or dev.name, "boot_cmds_android",
-                                            f"board {dev.name} has no boot_cmds_android: it cannot boot Android")
         if not dev.adb_address:
             raise ConfigurationError.single(dev.source or dev.name, "adb_address",
                                             f"board {dev.name} has no adb_address (host:port of its adbd)")
-        try:
-            cmds = apply_boot_options(dev.boot_cmds_android, options)
-        except JobError as exc:
-            raise job_error(ctx, exc.problems[0].reason, "parameters.options") from None
-
-        def attempt(node: Deadline, soft: bool) -> None:
-            self._restart(ctx, node, soft)
-            self.send_boot_commands(ctx, cmds, node)
-            ctx.board.console.expect(dev.image_boot_msg, node.child(dev.timeout("bootloader", 120), "kernel start"))
-            self.android_shell(ctx).wait_for_prompt(node.child(dev.boot_linaro_timeout, "Android prompt"))
-
-        self.boot_options = list(options)
-        self._retry(ctx, "Android image", attempt,
-                    dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
-        self.state = BoardState.ANDROID
+        self.boot_through_uboot(ctx, "Android image", "boot_cmds_android", dev.boot_cmds_android, options,
+                                lambda: self.android_shell(ctx), BoardState.ANDROID)
         return self.connect_adb(ctx)
 
     def reboot_over_adb(self, ctx, node: Deadline) -> bool:  # type: ignore[no-untyped-def]

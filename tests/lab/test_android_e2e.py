@@ -19,7 +19,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +28,11 @@ from pytest_lava.android.adb import AdbServer
 from pytest_lava.core.deadline import Deadline
 from pytest_lava.results.bundle import validate_bundle
 from tests.lab.test_jobs_e2e import gone, junit_cases, results_of, runs_of
+from tests.lab.test_old_lab_e2e import dashboard  # noqa: F401 - the dashboard stub (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "jobs" / "lab-arm64-android.json"
 BOARD = "arm64-01"
-STREAM = "/anonymous/lab/"
 pytestmark = pytest.mark.lab
 
 FIXTURE_MODULE = """
@@ -52,21 +51,8 @@ def test_shell_status(adb_device, lava_deadline):
 """
 
 
-@pytest.fixture(scope="module")
-def dashboard() -> Any:
-    sys.path.insert(0, str(REPO / "tests"))
-    try:
-        from dashboard_stub import DashboardStub
-    finally:
-        sys.path.remove(str(REPO / "tests"))
-    stub = DashboardStub()
-    stub.add_stream(STREAM)
-    with stub:
-        yield stub
-
-
 def test_android_job_then_adb_then_fixtures(pytester: pytest.Pytester, lab_built: Path, lab_tools: Any,
-                                            dashboard: Any, stop_new_boards: None, tmp_path: Path) -> None:
+                                            dashboard: Any, stop_new_boards: None, tmp_path: Path) -> None:  # noqa: F811
     job = json.loads(JOB.read_text())
     submit = job["actions"][-1]
     assert submit["command"] == "submit_results_on_host"
