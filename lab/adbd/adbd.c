@@ -7,7 +7,8 @@
  * many streams per connection and one WRTE in flight per stream (the OKAY is the flow control).
  * Services: shell:[cmd] (legacy: raw pipes with a command, a pty without), shell,v2,raw|pty[,TERM=x]:[cmd]
  * (packets: u8 id + u32le length + data; 0 stdin, 1 stdout, 2 stderr, 3 exit, 4 close-stdin, 5 window),
- * exec:cmd (raw, no pty), sync: (STAT LIST SEND RECV DONE QUIT, v1 only), reboot:[target].
+ * exec:cmd (raw, no pty), sync: (STAT LIST SEND RECV DONE QUIT, v1 only), reboot:[target],
+ * root: / unroot: (a message: the lab image always runs adbd as root), remount: (/system read-write).
  * Each TCP connection is served by its own forked process; a client going away never ends the daemon.
  *
  * The same binary is the property service's tools when called as getprop / setprop / start / stop (or
@@ -17,7 +18,10 @@
  * usage: adbd [--port N] [--listen ADDR] [--chdir DIR] [--root DIR] [--props DIR] [--shell PATH]
  *             [--reboot-cmd CMD] [--pidfile FILE] [--verbose]
  *   --root DIR   sync: paths are resolved under DIR (a sandbox for native runs; "/" on the board)
- *   --chdir DIR  working directory of shells (default: --root)
+ *   --chdir DIR  working directory of shells (default: --root, or / with --chroot)
+ *   --chroot     shells run chrooted in --root (needs root and a static /bin/sh in it), so absolute
+ *                paths mean the same to shell: and sync:; the property directory, if under --root,
+ *                is passed to them as the path inside
  *   --reboot-cmd run as `sh -c CMD sh TARGET` for reboot:TARGET; without it reboot: is refused
  */
 #define _GNU_SOURCE
@@ -94,8 +98,8 @@ typedef struct {
 static struct {
     int port;
     const char *listen_addr, *chdir_dir, *root, *props, *shell, *reboot_cmd, *pidfile;
-    int verbose;
-} opt = {5555, "0.0.0.0", NULL, "/", NULL, "/bin/sh", NULL, NULL, 0};
+    int verbose, jail;
+} opt = {5555, "0.0.0.0", NULL, "/", NULL, "/bin/sh", NULL, NULL, 0, 0};
 
 static int conn_fd = -1;
 static uint32_t max_payload = MAX_PAYLOAD;
@@ -315,15 +319,25 @@ static void conn_lost(const char *why) {
 
 static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
-static void child_common(void) {
+/* in a forked child: default signals; with --chroot (and jail) shells run inside --root */
+static void child_common(int jail) {
     signal(SIGPIPE, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    const char *dir = opt.chdir_dir ? opt.chdir_dir : opt.root;
-    if (chdir(dir)) chdir("/");
+    if (jail && opt.jail) {
+        size_t n = strlen(opt.root);
+        const char *props = getenv("ANDROID_PROPERTY_DIR");
+        if (props && !strncmp(props, opt.root, n) && props[n] == '/') setenv("ANDROID_PROPERTY_DIR", props + n, 1);
+        if (chroot(opt.root) || chdir("/")) {
+            fprintf(stderr, "adbd: chroot %s: %s\n", opt.root, strerror(errno));
+            _exit(126);
+        }
+    }
+    const char *dir = opt.chdir_dir ? opt.chdir_dir : opt.jail ? "/" : opt.root;
+    if (chdir(dir) && chdir("/")) _exit(126);
 }
 static void child_exec(const char *cmd) {
     for (int fd = 3; fd < 1024; fd++) close(fd);
@@ -366,11 +380,11 @@ static stream_t *open_shell(const char *svc) {
     if (pid < 0) goto fail;
     if (pid == 0) {
         setsid();
-        child_common();
+        int sl = pty ? open(slave_name, O_RDWR) : -1; /* before a chroot: /dev/pts is outside */
+        if (pty && sl < 0) _exit(126);
+        child_common(1);
         if (*term) setenv("TERM", term, 1);
         if (pty) {
-            int sl = open(slave_name, O_RDWR);
-            if (sl < 0) _exit(126);
             ioctl(sl, TIOCSCTTY, 0);
             dup2(sl, 0); dup2(sl, 1); dup2(sl, 2);
         } else {
@@ -636,7 +650,7 @@ static void do_reboot(const char *target) {
     pid_t pid = fork();
     if (pid == 0) {
         setsid();
-        child_common();
+        child_common(0);
         for (int fd = 3; fd < 1024; fd++) close(fd);
         execl(opt.shell, "sh", "-c", opt.reboot_cmd, "sh", target, (char *)NULL);
         _exit(127);
@@ -648,6 +662,10 @@ static void handle_open(uint32_t remote, const char *svc) {
     logmsg("OPEN %u %s", remote, svc);
     if (!strncmp(svc, "shell", 5) && (svc[5] == ':' || svc[5] == ',' || !svc[5])) s = open_shell(svc);
     else if (!strncmp(svc, "exec:", 5)) s = open_shell(svc);
+    else if (!strcmp(svc, "root:")) s = open_shell("exec:echo adbd is already running as root");
+    else if (!strcmp(svc, "unroot:")) s = open_shell("exec:echo adbd not running as root: lab image is always root");
+    else if (!strcmp(svc, "remount:"))
+        s = open_shell("exec:mount -o remount,rw /system 2>&1 && echo remount succeeded || echo remount failed");
     else if (!strcmp(svc, "sync:")) s = stream_new(ST_SYNC);
     else if (!strncmp(svc, "reboot:", 7) && opt.reboot_cmd) {
         s = stream_new(ST_SYNC);
@@ -871,7 +889,7 @@ static void on_term_main(int sig) {
 
 static void usage(void) {
     fprintf(stderr, "usage: adbd [--port N] [--listen ADDR] [--chdir DIR] [--root DIR] [--props DIR]\n"
-                    "            [--shell PATH] [--reboot-cmd CMD] [--pidfile FILE] [--verbose]\n"
+                    "            [--shell PATH] [--reboot-cmd CMD] [--pidfile FILE] [--chroot] [--verbose]\n"
                     "       adbd getprop [NAME [DEFAULT]] | setprop NAME VALUE | start SVC | stop SVC\n");
     exit(2);
 }
@@ -886,9 +904,9 @@ int main(int argc, char **argv) {
     static struct option lo[] = {
         {"port", 1, 0, 'p'}, {"listen", 1, 0, 'l'}, {"chdir", 1, 0, 'c'}, {"root", 1, 0, 'r'},
         {"props", 1, 0, 'P'}, {"shell", 1, 0, 's'}, {"reboot-cmd", 1, 0, 'R'}, {"pidfile", 1, 0, 'f'},
-        {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"chroot", 0, 0, 'C'}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "p:l:c:r:P:s:R:f:vh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:l:c:r:P:s:R:f:Cvh", lo, NULL)) != -1) {
         switch (c) {
         case 'p': opt.port = atoi(optarg); break;
         case 'l': opt.listen_addr = optarg; break;
@@ -898,6 +916,7 @@ int main(int argc, char **argv) {
         case 's': opt.shell = optarg; break;
         case 'R': opt.reboot_cmd = optarg; break;
         case 'f': opt.pidfile = optarg; break;
+        case 'C': opt.jail = 1; break;
         case 'v': opt.verbose = 1; break;
         default: usage();
         }

@@ -10,6 +10,9 @@ Not Android: a busybox system with Android's partition roles and the parts a har
   ``/default.prop`` and ``/system/build.prop``, starts adbd on 5555, sets ``sys.boot_completed=1``.
 * ``system``: ``/system/build.prop`` (``ro.build.*``, ``ro.product.*``), ``/system/bin`` stand-ins
   (``logcat`` over the kernel log, ``pm``), ``/system/etc/mkshrc``; ``userdata``: ``/data/local/tmp``.
+
+The device-side files are in ``lab/adbd/`` (``adbd.c``, ``default.prop``, ``system/build.prop``,
+``system/bin/*``), where ``pytest_lava/testing/adbd.py`` finds them too.
 """
 
 from __future__ import annotations
@@ -21,62 +24,15 @@ from . import images
 from .host import run
 from .paths import FILES, LAB
 
-ADBD_SOURCE = LAB / "adbd" / "adbd.c"
+DEVICE = LAB / "adbd"  # the device side, shared with the native adbd of pytest_lava/testing/adbd.py
+ADBD_SOURCE = DEVICE / "adbd.c"
 CC = "aarch64-linux-gnu-gcc"
 PROP_TOOLS = ("getprop", "setprop", "start", "stop")
-# /default.prop in the ramdisk (Android: the boot image's properties)
-DEFAULT_PROP = {
-    "ro.secure": "0",
-    "ro.debuggable": "1",
-    "ro.adb.secure": "0",
-    "persist.sys.usb.config": "adb",
-}
-# /system/build.prop: what `adb devices -l`, getprop and lava-android-test's attributes read
-BUILD_PROP = {
-    "ro.build.id": "LAB1",
-    "ro.build.display.id": "lab-android-busybox",
-    "ro.build.version.release": "4.0.4",
-    "ro.build.version.sdk": "15",
-    "ro.build.version.incremental": "1",
-    "ro.build.type": "eng",
-    "ro.build.tags": "test-keys",
-    "ro.build.fingerprint": "pytest-lava/lab_arm64/lab_arm64:4.0.4/LAB1/1:eng/test-keys",
-    "ro.product.name": "lab_arm64",
-    "ro.product.model": "lab-arm64-virt",
-    "ro.product.device": "lab_arm64",
-    "ro.product.brand": "pytest-lava",
-    "ro.product.manufacturer": "pytest-lava",
-    "ro.product.cpu.abi": "arm64-v8a",
-    "ro.hardware": "qemu-virt",
-    "ro.serialno": "lab-arm64",
-}
-LOGCAT = """#!/bin/sh
-# logcat STAND-IN (lab): the kernel log in logcat's "brief" look; -c clears it, -d dumps and exits.
-case "$1" in
-    -c) dmesg -c >/dev/null; exit 0 ;;
-    -d) dmesg | sed 's/^/I\\/kernel  (    0): /'; exit 0 ;;
-esac
-dmesg | sed 's/^/I\\/kernel  (    0): /'
-exec sed 's/^<[0-9]*>/I\\/kernel  (    0): /' /proc/kmsg
-"""
-PM = """#!/bin/sh
-# pm STAND-IN (lab): records "installed" packages in /data/system/packages.list; no APKs run here.
-list=/data/system/packages.list
-mkdir -p /data/system; touch $list
-case "$1" in
-    install) shift; while [ "${1#-}" != "$1" ]; do shift; done
-             [ -f "$1" ] || { echo "Failure [INSTALL_FAILED_INVALID_URI]"; exit 1; }
-             name=$(basename "$1" .apk); grep -qx "$name" $list || echo "$name" >> $list; echo Success ;;
-    uninstall) name=$2; grep -vx "$name" $list > $list.new; mv $list.new $list; echo Success ;;
-    list) sed 's/^/package:/' $list ;;
-    path) grep -qx "$2" $list && echo "package:/data/app/$2.apk" ;;
-    *) echo "usage: pm install FILE | uninstall NAME | list packages | path NAME (lab stand-in)" >&2; exit 1 ;;
-esac
-"""
-
-
-def props_text(props: dict[str, str]) -> str:
-    return "".join(f"{k}={v}\n" for k, v in props.items())
+# /system/build.prop (ro.build.*, ro.product.*: what `adb devices -l`, getprop and
+# lava-android-test's attributes read), /default.prop of the ramdisk, /system/bin stand-ins
+BUILD_PROP = DEVICE / "system/build.prop"
+DEFAULT_PROP = DEVICE / "default.prop"
+STAND_INS = [DEVICE / "system/bin/logcat", DEVICE / "system/bin/pm"]
 
 
 def build_adbd(out: Path) -> None:
@@ -96,7 +52,7 @@ def add_to_ramdisk(root: Path, adbd: Path) -> None:
         link.symlink_to("adbd")
     for d in ("system", "data", "cache"):
         (root / d).mkdir(exist_ok=True)
-    images.write(root / "default.prop", props_text(DEFAULT_PROP))
+    shutil.copy2(DEFAULT_PROP, root / "default.prop")
 
 
 def tarballs(work: Path, kernel: Path, ramdisk: Path, out: dict[str, Path]) -> None:
@@ -105,11 +61,12 @@ def tarballs(work: Path, kernel: Path, ramdisk: Path, out: dict[str, Path]) -> N
     (a / "boot").mkdir()
     shutil.copy2(kernel, a / "boot/Image")
     shutil.copy2(ramdisk, a / "boot/initrd.gz")
-    images.write(a / "system/build.prop", "# lab Android-like image (pytest-lava lab/lablib/android.py)\n"
-                 + props_text(BUILD_PROP))
     images.write(a / "system/etc/mkshrc", "PS1='root@linaro: '\n")
-    images.write(a / "system/bin/logcat", LOGCAT, 0o755)
-    images.write(a / "system/bin/pm", PM, 0o755)
+    shutil.copy2(BUILD_PROP, a / "system/build.prop")
+    (a / "system/bin").mkdir()
+    for tool in STAND_INS:
+        shutil.copy2(tool, a / "system/bin" / tool.name)
+        (a / "system/bin" / tool.name).chmod(0o755)
     images.write(a / "data/local/tmp/.keep", "")
     images.write(a / "data/lab-userdata", "lab android userdata\n")
     out["boot"].parent.mkdir(parents=True, exist_ok=True)
@@ -117,4 +74,4 @@ def tarballs(work: Path, kernel: Path, ramdisk: Path, out: dict[str, Path]) -> N
         images.tarball(a / top, out[name], arcname=top, mode="w:bz2")
 
 
-CODE = [Path(__file__), ADBD_SOURCE, FILES / "android-init.sh"]
+CODE = [Path(__file__), ADBD_SOURCE, BUILD_PROP, DEFAULT_PROP, *STAND_INS, FILES / "android-init.sh"]

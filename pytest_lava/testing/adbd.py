@@ -13,10 +13,15 @@ daemon's device banner use. The real ``adb`` client then talks to it like to the
         dev.path("/data/local/tmp/f")     # where a push to /data/local/tmp/f lands on the host
         dev.getprop("sys.boot_completed")  # "1"
 
-Differences from the board: shells run on the host (``/bin/sh``), so an absolute path in an
-``adb shell`` command means the host's file, not the sandbox's; ``$ANDROID_DATA``,
-``$ANDROID_ROOT`` and ``$ADBD_SANDBOX`` point into the sandbox. ``reboot:`` only runs
-``reboot_cmd`` (default: record the target in ``<root>/.reboots``).
+Differences from the board: by default shells run on the host (``/bin/sh``), so an absolute path
+in an ``adb shell`` command means the host's file, not the sandbox's; ``$ANDROID_DATA``,
+``$ANDROID_ROOT`` and ``$ADBD_SANDBOX`` point into the sandbox. With ``chroot=True`` (needs root
+and Debian's ``busybox-static``) the sandbox is a small root of its own — busybox applets in
+``/bin``, a static adbd as ``/sbin/adbd`` with ``getprop``/``setprop`` links, properties in
+``/dev/__properties__``, ``/dev/null``, the image's ``/system/build.prop`` and ``/system/bin``
+stand-ins (``pm``, ``logcat``) — and shells run chrooted in it, so ``adb push f
+/data/local/tmp/f`` then ``adb shell cat /data/local/tmp/f`` works as on the board (no ``/proc``).
+``reboot:`` only runs ``reboot_cmd`` on the host (default: record the target in ``<root>/.reboots``).
 
 ``adbd_fixture()`` makes a pytest fixture of it. Everything started is stopped by PID.
 """
@@ -29,6 +34,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -39,21 +45,26 @@ from pathlib import Path
 
 from pytest_lava.core.deadline import Deadline
 
-SOURCE = Path(__file__).resolve().parents[2] / "lab" / "adbd" / "adbd.c"
+DEVICE = Path(__file__).resolve().parents[2] / "lab" / "adbd"  # the lab image's device side
+SOURCE = DEVICE / "adbd.c"
 TOOLS = ("getprop", "setprop", "start", "stop")
 EMULATOR_PORTS = range(5554, 5586)  # the adb server probes these as emulators: never use them
-DEFAULT_PROPS = {
-    "ro.product.name": "lab_arm64",
-    "ro.product.model": "lab-arm64-virt",
-    "ro.product.device": "lab_arm64",
-    "ro.product.manufacturer": "pytest-lava",
-    "ro.build.version.release": "4.0.4",
-    "ro.build.version.sdk": "15",
-    "ro.build.display.id": "lab-android-native",
-    "ro.serialno": "native0001",
-    "init.svc.adbd": "running",
-    "sys.boot_completed": "1",
-}
+
+
+def read_props(path: Path) -> dict[str, str]:
+    """A build.prop-style file: ``name=value`` lines, ``#`` comments."""
+    props = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#") and "=" in line:
+            name, value = line.split("=", 1)
+            props[name] = value
+    return props
+
+
+def default_props() -> dict[str, str]:
+    """The lab image's properties after boot: default.prop, /system/build.prop, init's own."""
+    return {**read_props(DEVICE / "default.prop"), **read_props(DEVICE / "system/build.prop"),
+            "init.svc.adbd": "running", "sys.boot_completed": "1"}
 
 
 class AdbdUnavailable(RuntimeError):
@@ -64,11 +75,12 @@ def cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"pytest-lava-adbd-{os.getuid()}"
 
 
-def build(deadline: Deadline | float | None = 120.0, *, source: Path = SOURCE, out_dir: Path | None = None) -> Path:
+def build(deadline: Deadline | float | None = 120.0, *, source: Path = SOURCE, out_dir: Path | None = None,
+          static: bool = False) -> Path:
     """Compile ``source`` with the host ``cc`` (once per source content); return the binary.
 
-    Next to it, ``getprop``/``setprop``/``start``/``stop`` are links to it (it is their multi-call
-    binary).
+    Next to it, ``bin/getprop``/``setprop``/``start``/``stop`` are links to it (it is their
+    multi-call binary). ``static``: linked statically (``adbd-static``, for a chroot).
     """
     dl = Deadline.coerce(deadline, "adbd-build")
     cc = shutil.which("cc") or shutil.which("gcc")
@@ -78,11 +90,11 @@ def build(deadline: Deadline | float | None = 120.0, *, source: Path = SOURCE, o
         raise AdbdUnavailable(f"adbd source not found: {source}")
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     d = (out_dir or cache_dir()) / digest
-    binary = d / "adbd"
+    binary = d / ("adbd-static" if static else "adbd")
     if not binary.exists():
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".adbd.{os.getpid()}"
-        argv = [cc, "-O2", "-Wall", "-o", str(tmp), str(source)]
+        argv = [cc, "-O2", "-Wall", *(["-static"] if static else []), "-o", str(tmp), str(source)]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=dl.remaining_or(120),
                                   stdin=subprocess.DEVNULL, check=False)
@@ -91,16 +103,52 @@ def build(deadline: Deadline | float | None = 120.0, *, source: Path = SOURCE, o
         if done.returncode != 0:
             raise AdbdUnavailable(f"cc {source} failed:\n{done.stderr.strip()}")
         tmp.replace(binary)
-    bindir = d / "bin"
-    bindir.mkdir(exist_ok=True)
-    for tool in TOOLS:
+    if not static:
+        _links(d / "bin", binary)
+    return binary
+
+
+def _links(bindir: Path, binary: Path | str, names: tuple[str, ...] = TOOLS) -> None:
+    bindir.mkdir(parents=True, exist_ok=True)
+    for tool in names:
         link = bindir / tool
         if not link.is_symlink():
             try:
                 link.symlink_to(binary)
             except FileExistsError:
                 pass
-    return binary
+
+
+def make_jail(root: Path, deadline: Deadline | float | None = 60.0) -> None:
+    """A minimal Android-like root in ``root`` for ``--chroot``: busybox, static adbd, /dev nodes."""
+    dl = Deadline.coerce(deadline, "adbd-jail")
+    if os.geteuid() != 0:
+        raise AdbdUnavailable("chroot=True needs root (chroot, mknod)")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise AdbdUnavailable("chroot=True needs busybox (Debian: apt-get install busybox-static)")
+    for d in ("bin", "sbin", "dev", "etc", "tmp", "system/bin", "data/local/tmp", "cache", "sdcard"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").chmod(0o1777)
+    shutil.copy2(busybox, root / "bin/busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, timeout=dl.remaining_or(30),
+                             check=False).stdout.split()
+    _links(root / "bin", "busybox", tuple(a for a in applets if a != "busybox" and "/" not in a))
+    shutil.copy2(build(dl, static=True), root / "sbin/adbd")
+    _links(root / "sbin", "adbd")
+    for name, minor in (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9)):
+        node = root / "dev" / name
+        if not node.exists():
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+            node.chmod(0o666)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/data:/bin/sh\n")
+    for f in ("default.prop", "system/build.prop", "system/bin/logcat", "system/bin/pm"):  # as on the image
+        shutil.copy2(DEVICE / f, root / f)
+    check = subprocess.run(["chroot", str(root), "/bin/sh", "-c", "getprop >/dev/null && echo ok"],
+                           capture_output=True, text=True, timeout=dl.remaining_or(30), check=False)
+    if check.stdout.strip() != "ok":
+        raise AdbdUnavailable(f"the chroot in {root} does not work (is {busybox} static? busybox-static is): "
+                              f"{check.stderr.strip()}")
 
 
 def free_port() -> int:
@@ -175,26 +223,33 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], dl: Deadline, log:
 @contextmanager
 def running_adbd(workdir: Path, *, props: dict[str, str] | None = None, port: int | None = None,
                  reboot_cmd: str | None = None, deadline: Deadline | float | None = 60.0,
-                 verbose: bool = False) -> Iterator[Adbd]:
+                 chroot: bool = False, verbose: bool = False) -> Iterator[Adbd]:
     """Build and start the native adbd with a sandbox under ``workdir``; stop it on exit.
 
-    ``props`` are laid over :data:`DEFAULT_PROPS` (which include ``sys.boot_completed=1``).
+    ``props`` are laid over :func:`default_props` (the lab image's, with ``sys.boot_completed=1``).
+    ``chroot``: shells run chrooted in the sandbox (see the module's docstring).
     """
     dl = Deadline.coerce(deadline, "adbd")
     binary = build(dl)
-    workdir = Path(workdir)
-    root, props_dir = workdir / "root", workdir / "properties"
+    workdir = Path(workdir).resolve()
+    root = workdir / "root"
+    props_dir = root / "dev/__properties__" if chroot else workdir / "properties"
     for d in (root / "data/local/tmp", root / "system/bin", root / "sdcard", props_dir):
         d.mkdir(parents=True, exist_ok=True)
+    if chroot:
+        make_jail(root, dl)
     adbd = Adbd(root=root, props_dir=props_dir, port=port or free_port(), binary=binary, log=workdir / "adbd.log")
-    for k, v in {**DEFAULT_PROPS, **(props or {})}.items():
+    for k, v in {**default_props(), **(props or {})}.items():
         adbd.setprop(k, v)
-    env = {**os.environ, "PATH": f"{binary.parent / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-           "ANDROID_DATA": str(root / "data"), "ANDROID_ROOT": str(root / "system"),
-           "EXTERNAL_STORAGE": str(root / "sdcard"), "ADBD_SANDBOX": str(root)}
+    inside = Path("/") if chroot else root  # the sandbox root as shells see it
+    path = "/sbin:/bin:/system/bin" if chroot else f"{binary.parent / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "ANDROID_DATA": str(inside / "data"), "ANDROID_ROOT": str(inside / "system"),
+           "EXTERNAL_STORAGE": str(inside / "sdcard"), "ADBD_SANDBOX": str(inside)}
     argv = [str(binary), "--port", str(adbd.port), "--listen", "127.0.0.1", "--root", str(root),
             "--props", str(props_dir),
             "--reboot-cmd", reboot_cmd or f'echo "reboot:$1" >> {shlex.quote(str(root / ".reboots"))}']
+    if chroot:
+        argv.append("--chroot")
     if verbose:
         argv.append("--verbose")
     assert adbd.log is not None

@@ -191,3 +191,41 @@ def test_stopping_the_daemon_ends_its_connections_and_shells(adb: Client, device
         if client.poll() is None:
             client.kill()
             client.wait(10)
+
+
+def _busybox_static() -> bool:
+    bb = shutil.which("busybox")
+    return bb is not None and b"ld-linux" not in Path(bb).read_bytes()[:4096 * 16]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _busybox_static(),
+                    reason="chroot mode needs root and a static busybox (Debian: busybox-static)")
+def test_chroot_mode_paths_mean_the_same_to_shell_and_sync(tmp_path: Path) -> None:
+    with running_adbd(tmp_path / "dev", chroot=True, props={"ro.product.model": "jailed"}) as dev:
+        (tmp_path / "home").mkdir()
+        client = Client(free_port(), dev.serial, tmp_path / "home")
+        try:
+            client.run("start-server", serial=False)
+            assert "connected" in client.run("connect", dev.serial, serial=False).stdout.decode()
+            src = tmp_path / "f.sh"
+            src.write_text("#!/bin/sh\necho from-device $1\n")
+            src.chmod(0o755)
+            client.ok("push", str(src), "/data/local/tmp/f.sh")
+            assert client.ok("shell", "/data/local/tmp/f.sh", "x").strip() == "from-device x"
+            assert client.ok("shell", "getprop ro.product.model").strip() == "jailed"
+            client.ok("shell", "setprop debug.jail 1; echo made > /sdcard/made.txt")
+            assert dev.getprop("debug.jail") == "1"
+            assert dev.path("/sdcard/made.txt").read_text() == "made\n"
+            assert set(client.ok("shell", "ls /").split()) >= {"data", "system", "sbin", "dev"}
+            pty = client.run("shell", "-tt", "echo $((40 + 2))")
+            assert pty.stdout.replace(b"\r", b"").strip() == b"42"
+            assert client.run("shell", "exit 5").returncode == 5
+            # the image's stand-ins: adb 29's install (push + `pm install`, no "cmd" feature), root:
+            (tmp_path / "app.apk").write_bytes(b"PK\x03\x04not-really")
+            assert "Success" in client.ok("install", str(tmp_path / "app.apk"))
+            assert client.ok("shell", "pm list packages").split() == ["package:app"]
+            assert "already running as root" in client.ok("root")
+            build_prop = client.ok("shell", "grep ro.build.display.id /system/build.prop")
+            assert build_prop.strip() == "ro.build.display.id=lab-android-busybox"
+        finally:
+            client.run("kill-server", serial=False, timeout=10)
