@@ -90,3 +90,35 @@ def test_adbd_gone_mid_job(server: AdbServer, adbd) -> None:  # type: ignore[no-
             dev.shell("true", Deadline(20, "after"))
             time.sleep(0.2)
     assert time.monotonic() - start < 15
+
+
+def test_the_library_over_the_real_protocol(server: AdbServer, tmp_path: Path) -> None:
+    """lava_android_test_install + run of every built-in test and run_custom, with the real client
+    and the lab's adbd running its shells chrooted in an Android-like root (busybox, getprop)."""
+    from test_android_actions import FakeAndroidDriver, action_ctx
+
+    from pytest_lava.actions import android_test
+
+    try:
+        context = adbd_mod.running_adbd(tmp_path / "chroot", chroot=True)
+        adbd = context.__enter__()
+    except adbd_mod.AdbdUnavailable as exc:
+        pytest.skip(f"no chroot adbd here: {exc}")
+    try:
+        dev = connected(server, adbd)
+        ctx = action_ctx(tmp_path, FakeAndroidDriver(dev), timeout=120)
+        android_test.lava_android_test_install(ctx, {"tests": ["busybox", "props", "storage"]})  # type: ignore[arg-type]
+        for name in ("busybox", "props", "storage"):
+            android_test.lava_android_test_run(ctx, {"test_name": name, "option": "1"}  # type: ignore[arg-type]
+                                               if name == "storage" else {"test_name": name})
+        android_test.lava_android_test_run_custom(ctx, {  # type: ignore[arg-type]
+            "commands": ["echo \"release: $(getprop ro.build.version.release)\""],
+            "parser": r"^(?P<test_case_id>release): (?P<message>\S+)"})
+    finally:
+        context.__exit__(None, None, None)
+    results = {c.test_case_id: c.result for c in ctx.cases}
+    assert {"applet-ls", "pipe", "exit-status", "boot-completed", "data-writable", "write-throughput",
+            "release"} <= set(results), results
+    failed = {k for k, v in results.items() if v != "pass"}
+    assert failed == {"system-mounted", "data-mounted"}, results  # a chroot, not a booted board: nothing mounted
+    assert [r.test_id for r in ctx.results.runs][:3] == ["busybox", "props", "storage"]
