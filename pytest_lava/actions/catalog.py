@@ -59,6 +59,29 @@ def _android_test_custom(params: dict[str, Any], problems: ProblemList, path: st
         problems.add(path, "needs 'commands' or 'command_file'")
 
 
+def _android_tests(params: dict[str, Any], problems: ProblemList, path: str) -> None:
+    """lava-android-test names from the built-in library (android/library.py)."""
+    from ..android.library import known_tests, library_test
+
+    names = [(f"{path}.tests[{i}]", n) for i, n in enumerate(params.get("tests") or [])]
+    if isinstance(params.get("test_name"), str):
+        names.append((f"{path}.test_name", params["test_name"]))
+    for where, name in names:
+        if isinstance(name, str) and library_test(name) is None:
+            problems.add(where, f"no lava-android-test test {name!r} (built-in: {', '.join(known_tests())})")
+
+
+def _android_parser(params: dict[str, Any], problems: ProblemList, path: str) -> None:
+    from ..android.model import parse_spec
+    from ..core.errors import InputError
+
+    if isinstance(params.get("parser"), str):
+        try:
+            parse_spec(params["parser"])
+        except InputError as exc:
+            problems.add(f"{path}.parser", exc.problems[0].reason)
+
+
 def _testdef_repos(params: dict[str, Any], problems: ProblemList, path: str) -> None:
     from ..testdefs.repos import check_entry
 
@@ -157,7 +180,9 @@ BUILTIN: list[ActionSpec] = [
             "data": Param(str, required=True, help="URL of userdata.tar.bz2"),
             "pkg": Param(str, help="a second boot tarball laid over the first"),
             "use_cache": Param(bool, default=True),
-            "rootfstype": Param(str, default="ext4"),
+            "rootfstype": Param(str, default="ext4", help="filesystem for system and data"),
+            "boot_sha256": Param(str), "system_sha256": Param(str), "data_sha256": Param(str),
+            "pkg_sha256": Param(str),
             "timeout": _TIMEOUT,
         },
         rules=(_urls("boot", "system", "data", "pkg"),),
@@ -231,9 +256,9 @@ BUILTIN: list[ActionSpec] = [
     ),
     ActionSpec(
         "lava_android_test_install", SETUP, default_timeout=2400,
-        summary="Install lava-android-test tests on the host for the Android board.",
+        summary="Install lava-android-test tests (built-in library) on the Android board over adb.",
         params={"tests": Param(list, required=True, items=str), "option": Param(str), "timeout": _TIMEOUT},
-        rules=(non_empty("tests"),),
+        rules=(non_empty("tests"), _android_tests),
     ),
     ActionSpec(
         "lava_android_test_run", TEST, default_timeout=1200,
@@ -241,6 +266,7 @@ BUILTIN: list[ActionSpec] = [
         result_name=_name("lava_android_test_run ({})", "test_name"),
         item_label=lambda p: str(p.get("test_name", "")),
         params={"test_name": Param(str, required=True), "option": Param(str), "timeout": _TIMEOUT},
+        rules=(_android_tests,),
     ),
     ActionSpec(
         "lava_android_test_run_custom", TEST, default_timeout=1200,
@@ -251,7 +277,7 @@ BUILTIN: list[ActionSpec] = [
         item_label=lambda p: "custom",
         params={"commands": Param(list, items=str), "command_file": Param(str),
                 "parser": Param(str, help="regex with named groups"), "timeout": _TIMEOUT},
-        rules=(_android_test_custom, _urls("command_file")),
+        rules=(_android_test_custom, _urls("command_file"), _android_parser),
     ),
     ActionSpec(
         "submit_results", SUBMIT, default_timeout=600,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,46 +114,60 @@ def _publish(ctx, files: dict[str, Path], probe_dir: Path):  # type: ignore[no-u
     return server, items, urls
 
 
+@contextmanager
+def published(ctx, files: dict[str, Path], cache: DownloadCache) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """``files`` served by the harness's image server while the board fetches them: their URLs
+    (as the board sees them) by name, plus ``probe``; unpublished afterwards."""
+    server, items, urls = _publish(ctx, files, cache.root)
+    try:
+        yield urls
+    finally:
+        for item in items.values():
+            server.unpublish(item)
+
+
+@contextmanager
+def deploy_cache(ctx, params: dict[str, Any]) -> Iterator[DownloadCache]:  # type: ignore[no-untyped-def]
+    """The shared download cache, or (``use_cache: false``) a fresh one removed afterwards."""
+    tmp = None if params.get("use_cache", True) else Path(tempfile.mkdtemp(prefix="lava-deploy-",
+                                                                          dir=ctx.run.results_dir))
+    try:
+        yield _cache(ctx, tmp)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 @implements("deploy_linaro_image")
 def deploy_linaro_image(ctx, params: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     driver = ctx.driver
-    tmp = None if params.get("use_cache", True) else Path(tempfile.mkdtemp(prefix="lava-deploy-",
-                                                                          dir=ctx.run.results_dir))
-    cache = _cache(ctx, tmp)
-    published = None
     try:
-        if driver.image_format is ImageFormat.TARBALLS:
-            boot, root, facts = prepare_tarballs(ctx, params, cache)
-            server, items, urls = _publish(ctx, {"boot": boot, "rootfs": root}, cache.root)
-            published = (server, items)
-            driver.deploy_tarballs(ctx, urls["boot"], urls["rootfs"], params.get("rootfstype", "ext4"),
-                                       urls["probe"])
-        elif driver.image_format is ImageFormat.DISK_IMAGE:
-            if "image" not in params:
-                raise job_error(ctx, f"board type {driver.name!r} deploys an 'image' (or use "
-                                     "deploy_linaro_kernel); hwpack+rootfs needs a master-image board", "parameters")
-            node = ctx.deadline.child(None, "prepare artifacts")
-            img = cache.fetch(params["image"], node, sha256=params.get("image_sha256"))
-            raw = cache.derive(img, "raw-image", lambda out: decompress(img, out, node), node, suffix=".img")
-            facts = {}
-            driver.deploy_image(ctx, {"image": str(raw)})
-        elif driver.image_format is ImageFormat.HOST_BUILT_IMAGE:
-            from .hostimage import deploy_host_image
+        with deploy_cache(ctx, params) as cache:
+            if driver.image_format is ImageFormat.TARBALLS:
+                boot, root, facts = prepare_tarballs(ctx, params, cache)
+                with published(ctx, {"boot": boot, "rootfs": root}, cache) as urls:
+                    driver.deploy_tarballs(ctx, urls["boot"], urls["rootfs"], params.get("rootfstype", "ext4"),
+                                           urls["probe"])
+            elif driver.image_format is ImageFormat.DISK_IMAGE:
+                if "image" not in params:
+                    raise job_error(ctx, f"board type {driver.name!r} deploys an 'image' (or use "
+                                         "deploy_linaro_kernel); hwpack+rootfs needs a master-image board",
+                                    "parameters")
+                node = ctx.deadline.child(None, "prepare artifacts")
+                img = cache.fetch(params["image"], node, sha256=params.get("image_sha256"))
+                raw = cache.derive(img, "raw-image", lambda out: decompress(img, out, node), node, suffix=".img")
+                facts = {}
+                driver.deploy_image(ctx, {"image": str(raw)})
+            elif driver.image_format is ImageFormat.HOST_BUILT_IMAGE:
+                from .hostimage import deploy_host_image
 
-            facts = deploy_host_image(ctx, params, cache)
-        else:
-            raise job_error(ctx, f"board type {driver.name!r} cannot deploy a Linaro image")
+                facts = deploy_host_image(ctx, params, cache)
+            else:
+                raise job_error(ctx, f"board type {driver.name!r} cannot deploy a Linaro image")
         ctx.run.deployed = {"kind": "linaro", **{k: v for k, v in params.items() if k != "timeout"}, **facts}
     except BaseException:
         driver.power_off(ctx)
         raise
-    finally:
-        if published is not None:
-            server, items = published
-            for item in items.values():
-                server.unpublish(item)
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @implements("deploy_linaro_kernel")

@@ -26,6 +26,12 @@ BUILTIN_RUNNERS: dict[str, str] = {
     "lava_test_install": "pytest_lava.actions.lava_test_install:lava_test_install",
     "lava_test_run": "pytest_lava.actions.lava_test:lava_test_run",
     "lava_test_shell": "pytest_lava.actions.test_shell:lava_test_shell",
+    "deploy_linaro_android_image": "pytest_lava.actions.android:deploy_linaro_android_image",
+    "android_install_binaries": "pytest_lava.actions.android:android_install_binaries",
+    "boot_linaro_android_image": "pytest_lava.actions.android:boot_linaro_android_image",
+    "lava_android_test_install": "pytest_lava.actions.android_test:lava_android_test_install",
+    "lava_android_test_run": "pytest_lava.actions.android_test:lava_android_test_run",
+    "lava_android_test_run_custom": "pytest_lava.actions.android_test:lava_android_test_run_custom",
 }
 
 

@@ -28,6 +28,7 @@ from ..console.text import ConsoleTimeout
 from ..core.errors import InfrastructureError, JobError, ProblemList
 
 if TYPE_CHECKING:
+    from ..android.adb import AdbDevice
     from ..console.shell import ShellSession
     from ..devices.device import Device
     from ..jobs.job import ActionDef
@@ -149,6 +150,27 @@ class BoardDriver(ABC):
     def unmount(self, ctx: ActionContext, sh: ShellSession, path: str) -> None:
         """Undo :meth:`mount_testrootfs`."""
         raise self.refuse(ctx, "cannot edit the test root filesystem")
+
+    # -- Android (boards/master_android.py) ---------------------------------------------------------
+    def deploy_android(self, ctx: ActionContext, urls: dict[str, str], rootfstype: str, probe_url: str) -> None:
+        """Fill the Android partitions from the served boot/system/data (and pkg) tarballs."""
+        raise self.refuse(ctx, "cannot deploy Android")
+
+    def install_android_binaries(self, ctx: ActionContext, url: str, probe_url: str) -> None:
+        """Unpack the served binary-drivers tarball into Android's /system."""
+        raise self.refuse(ctx, "cannot install Android binaries")
+
+    def boot_android(self, ctx: ActionContext, options: list[str]) -> AdbDevice:
+        """Boot the deployed Android image and connect adb (state becomes ``ANDROID``)."""
+        raise self.refuse(ctx, "cannot boot Android")
+
+    def android(self, ctx: ActionContext) -> AdbDevice:
+        """The adb device of the booted Android image, booting it first if it is not up."""
+        raise self.refuse(ctx, "cannot boot Android")
+
+    def interrupt_android(self, ctx: ActionContext) -> None:
+        """Interrupt what runs on Android's console (Ctrl-C)."""
+        return None
 
     # -- the end -------------------------------------------------------------------------------------
     def finish(self, run: JobRun) -> None:

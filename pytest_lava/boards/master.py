@@ -24,6 +24,7 @@ from ..console.text import ConsoleClosed, ConsoleTimeout
 from ..core.deadline import Deadline
 from ..core.errors import ConfigurationError, InfrastructureError, JobError, ProblemList
 from .driver import BoardDriver, BoardState, ImageFormat, job_error
+from .master_android import AndroidMaster
 
 if TYPE_CHECKING:
     from ..console.shell import ShellSession
@@ -101,8 +102,8 @@ def render_prompt(ps1: str, hostname: str) -> str:
     return ps1.replace(r"\h", hostname).replace(r"\u", "root").replace(r"\w", "/").replace(r"\$", "#")
 
 
-# the actions a master-image board runs: the old dispatcher's master client (the Android ones are
-# part of the job format but not implemented yet, on any board type); a direct kernel boot is not
+# the actions a master-image board runs: the old dispatcher's master client, Android included
+# (boards/master_android.py); a direct kernel boot is not
 MASTER_ACTIONS = frozenset({
     "deploy_linaro_image", "boot_master_image", "boot_linaro_image", "add_apt_repository",
     "lava_test_install", "lava_test_run", "lava_test_shell",
@@ -112,9 +113,10 @@ MASTER_ACTIONS = frozenset({
 ROOTFS_TYPE = re.compile(r"[a-z0-9]+")
 
 
-class MasterBoard(BoardDriver):
+class MasterBoard(AndroidMaster, BoardDriver):
     name = "master"
     supported = MASTER_ACTIONS
+    ROOTFS_TYPE = ROOTFS_TYPE
     image_format = ImageFormat.TARBALLS
     hints = {"deploy_linaro_kernel": "a direct kernel boot needs a board the harness starts itself: board type 'qemu'"}
 
@@ -125,7 +127,7 @@ class MasterBoard(BoardDriver):
                 problem = boot_option_problem(option, device.boot_cmds) if isinstance(option, str) else None
                 if problem:
                     problems.add(f"{path}.options[{i}]", f"{problem} (board type 'master')")
-        if action.command == "deploy_linaro_image":
+        if action.command in ("deploy_linaro_image", "deploy_linaro_android_image"):
             fs = params.get("rootfstype", "ext4")
             if isinstance(fs, str) and not ROOTFS_TYPE.fullmatch(fs):
                 problems.add(f"{path}.rootfstype", f"{fs!r} is not a filesystem name (lower-case letters and digits)")
@@ -166,12 +168,20 @@ class MasterBoard(BoardDriver):
         self.state = BoardState.MASTER
 
     def boot_test(self, ctx, options: list[str]) -> None:  # type: ignore[no-untyped-def]
+        self.boot_through_uboot(ctx, "test image", "boot_cmds", ctx.device.boot_cmds, options,
+                                ctx.board.tester_shell, BoardState.TEST)
+
+    def boot_through_uboot(self, ctx, what: str, key: str, boot_cmds: list[str], options: list[str],  # type: ignore[no-untyped-def]
+                           shell, state: BoardState) -> None:
+        """Reboot, interrupt U-Boot, send ``boot_cmds`` (the device's ``key``) with the job's
+        ``options``, wait for the kernel and then the prompt of ``shell()`` (made after each restart:
+        the console may be a new connection); retried; the driver's state becomes ``state``."""
         dev = ctx.device
-        if not dev.boot_cmds:
-            raise ConfigurationError.single(dev.source or dev.name, "boot_cmds",
-                                            f"board {dev.name} has no boot_cmds: it cannot boot a test image")
+        if not boot_cmds:
+            raise ConfigurationError.single(dev.source or dev.name, key,
+                                            f"board {dev.name} has no {key}: it cannot boot the {what}")
         try:
-            cmds = apply_boot_options(dev.boot_cmds, options)
+            cmds = apply_boot_options(boot_cmds, options)
         except JobError as exc:
             raise job_error(ctx, exc.problems[0].reason, "parameters.options") from None
 
@@ -179,11 +189,11 @@ class MasterBoard(BoardDriver):
             self._restart(ctx, node, soft)
             self.send_boot_commands(ctx, cmds, node)
             ctx.board.console.expect(dev.image_boot_msg, node.child(dev.timeout("bootloader", 120), "kernel start"))
-            ctx.board.tester_shell().wait_for_prompt(node.child(dev.boot_linaro_timeout, "test image prompt"))
+            shell().wait_for_prompt(node.child(dev.boot_linaro_timeout, f"{what} prompt"))
 
         self.boot_options = list(options)
-        self._retry(ctx, "test image", attempt, dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
-        self.state = BoardState.TEST
+        self._retry(ctx, what, attempt, dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
+        self.state = state
 
     def send_boot_commands(self, ctx, cmds: list[str], node: Deadline) -> None:  # type: ignore[no-untyped-def]
         """Interrupt U-Boot and send ``cmds`` one line per bootloader prompt.
@@ -213,6 +223,8 @@ class MasterBoard(BoardDriver):
     def _restart(self, ctx, node: Deadline, soft: bool) -> None:  # type: ignore[no-untyped-def]
         """Soft reboot from a running shell when asked (falling back to power), else power-cycle."""
         board, dev = ctx.board, ctx.device
+        if soft and self.reboot_over_adb(ctx, node):  # Android restarts itself through adb
+            return
         if soft:  # only a running board has a console to talk to: an off board is powered first
             console = board.console
             console.mark()
@@ -236,7 +248,7 @@ class MasterBoard(BoardDriver):
         tries = max(1, dev.boot_retries)
         errors: list[str] = []
         for n in range(1, tries + 1):
-            soft = n == 1 and self.state in (BoardState.MASTER, BoardState.TEST)
+            soft = n == 1 and self.state in (BoardState.MASTER, BoardState.TEST, BoardState.ANDROID)
             node = ctx.deadline.child(per_attempt, f"boot {what} ({n}/{tries})")
             try:
                 attempt(node, soft)
@@ -283,15 +295,9 @@ class MasterBoard(BoardDriver):
         self.step(ctx, sh, "format testboot", mkboot, 600)
         self.step(ctx, sh, "format testrootfs", f"mkfs -t {rootfstype} -q -L testrootfs {root}", 1800)
         self.step(ctx, sh, "mount test partitions", f"mount {boot} {rb} && mount {root} {rr}", cmd_t)
-        self.step(ctx, sh, "reach the image server",
-                  f"i=0; until wget -q -O /dev/null {q(probe_url)}; do i=$((i+1)); "
-                  f"[ $i -ge 30 ] && exit 1; sleep 2; done", 120, f" ({probe_url})")
+        self.reach_image_server(ctx, sh, probe_url)
         for name, url, target in (("rootfs", root_url, rr), ("boot", boot_url, rb)):
-            self.step(ctx, sh, f"fetch and unpack {name}",
-                      f"rm -f /tmp/lava-wget.rc; {{ wget -q -O - {q(url)}; echo $? >/tmp/lava-wget.rc; }} "
-                      f"| tar -x -f - -C {target}; t=$?; w=$(cat /tmp/lava-wget.rc); "
-                      f"echo \"wget status $w, tar status $t\"; [ \"$w\" = 0 ] && [ $t = 0 ]",
-                      dev.timeout("deploy", 1800), f" ({url})")
+            self.fetch_tarball(ctx, sh, name, url, target)
         line = f"export PS1={q(ps1)}"
         self.step(ctx, sh, "set hostname and prompt",
                   f"mkdir -p {rr}/etc && echo {q(dev.tester_hostname)} > {rr}/etc/hostname && "
@@ -299,6 +305,20 @@ class MasterBoard(BoardDriver):
                   f"{{ [ ! -f {rr}/root/.bashrc ] || printf '%s\\n' {q(line)} >> {rr}/root/.bashrc; }}", cmd_t)
         self.step(ctx, sh, "sync and unmount", f"sync; umount {rb} && umount {rr}", 300)
         ctx.log(f"{dev.name}: test image written to testboot and testrootfs")
+
+    def reach_image_server(self, ctx, sh: ShellSession, probe_url: str) -> None:  # type: ignore[no-untyped-def]
+        """Wait until the board fetches the probe file from the harness's image server."""
+        self.step(ctx, sh, "reach the image server",
+                  f"i=0; until wget -q -O /dev/null {shlex.quote(probe_url)}; do i=$((i+1)); "
+                  f"[ $i -ge 30 ] && exit 1; sleep 2; done", 120, f" ({probe_url})")
+
+    def fetch_tarball(self, ctx, sh: ShellSession, name: str, url: str, target: str) -> None:  # type: ignore[no-untyped-def]
+        """``wget -O - <url> | tar -x -C <target>`` on the master; both exit statuses checked."""
+        self.step(ctx, sh, f"fetch and unpack {name}",
+                  f"rm -f /tmp/lava-wget.rc; {{ wget -q -O - {shlex.quote(url)}; echo $? >/tmp/lava-wget.rc; }} "
+                  f"| tar -x -f - -C {target}; t=$?; w=$(cat /tmp/lava-wget.rc); "
+                  f"echo \"wget status $w, tar status $t\"; [ \"$w\" = 0 ] && [ $t = 0 ]",
+                  ctx.device.timeout("deploy", 1800), f" ({url})")
 
     def mount_testrootfs(self, ctx, sh: ShellSession) -> str:  # type: ignore[no-untyped-def]
         root = shlex.quote(self.partition(ctx, "testrootfs"))
@@ -331,6 +351,7 @@ class MasterBoard(BoardDriver):
         LAVA v2 does; the default) or ``leave-on`` (as the old dispatcher did). Best effort: a
         failure is noted, never raised (the results still get written and submitted)."""
         dev = run.device
+        self.stop_adb(run.note)  # this job's adb server, whatever happened
         if dev.end_of_job == "leave-on":
             run.note(f"{dev.name}: left on at the end of the job (end_of_job: leave-on)")
             return

@@ -9,6 +9,10 @@
     test_shell     function  a shell on the board's test image, booted first if it is not up
     lava_console   function  the board's console (raw ``expect``/``send``, e.g. for U-Boot)
     lava_results   module    the results the module's tests are recorded in
+    android_board  module    the board booted into Android (deployed first from
+                             ``@pytest.mark.lava_android(boot=, system=, data=)`` when given)
+    adb_device     function  an :class:`~pytest_lava.android.adb.AdbDevice` on it (this job's own adb
+                             server; Android booted or adb reconnected first if needed)
 
 The board is leased at the first test of the module that asks for it and released (powered off,
 results written) after the module's last test, by pytest's own fixture teardown. Every test that
@@ -37,6 +41,7 @@ from ..core.deadline import Deadline
 from .items import SESSION_KEY
 
 if TYPE_CHECKING:
+    from ..android.adb import AdbDevice
     from ..boards import BoardDriver
     from ..console.engine import Console
     from ..console.shell import ShellSession
@@ -193,3 +198,28 @@ def lava_console(lava_target: LavaTarget) -> Console:
 def lava_results(lava_target: LavaTarget) -> JobResults:
     """The results the module's tests are recorded in (written as the board's bundle at the end)."""
     return lava_target.results
+
+
+@pytest.fixture(scope="module")
+def android_board(request: pytest.FixtureRequest, lava_target: LavaTarget) -> LavaTarget:
+    """The module's board booted into Android and connected over adb: deployed first from the
+    module's ``@pytest.mark.lava_android(boot=..., system=..., data=...)`` (the parameters of
+    ``deploy_linaro_android_image``, plus ``options`` for the boot), else whatever Android the
+    board's partitions already hold. The adb server is stopped with the board at the module's end."""
+    marker = request.node.get_closest_marker("lava_android")
+    params: dict[str, Any] = dict(marker.kwargs) if marker else {}
+    options = list(params.pop("options", []) or [])
+    ctx = lava_target.context(lava_target.deadline.child(None, "android_board"))
+    if params:
+        from ..actions.android import deploy_linaro_android_image
+
+        deploy_linaro_android_image(ctx, params)
+    lava_target.driver.boot_android(ctx, options)
+    return lava_target
+
+
+@pytest.fixture
+def adb_device(android_board: LavaTarget, lava_deadline: Deadline) -> AdbDevice:
+    """The booted Android board's adb device (``shell``, ``push``, ``pull``, ``getprop``, with this
+    test's deadline); Android is rebooted or adb reconnected first if it is not answering."""
+    return android_board.driver.android(android_board.context(lava_deadline))

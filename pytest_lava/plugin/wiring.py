@@ -129,6 +129,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lava_board(device_type=None, target=None, tags=(), timeout=3600): the board "
                                        "the module's lava_target fixture leases")
     config.addinivalue_line("markers", "lava_timeout(seconds): the deadline of one test using a LAVA board")
+    config.addinivalue_line("markers", "lava_android(boot=, system=, data=, pkg=, rootfstype=, options=): the "
+                                       "Android image the module's android_board fixture deploys and boots")
     if not config.pluginmanager.has_plugin("lava-fixtures"):
         from . import fixtures
 

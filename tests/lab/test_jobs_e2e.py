@@ -288,5 +288,6 @@ def test_every_job_is_covered() -> None:
     """A job added to jobs/ gets an end-to-end test here too."""
     covered = {"qemu-x86_64-smoke.yaml", "lab-arm64-linaro.json", "lab-arm64-kernel-matrix.json",
                "lab-arm64-image.json", "lab-fastmodel.json", "lab-arm64-lava-test.json",
-               "lab-arm64-old-2012.json"}  # tests/lab/test_old_lab_e2e.py (old INI devices, each console kind)
+               "lab-arm64-old-2012.json",  # tests/lab/test_old_lab_e2e.py (old INI devices, each console kind)
+               "lab-arm64-android.json"}  # tests/lab/test_android_e2e.py (then the real adb client, the fixtures)
     assert {p.name for p in JOBS.iterdir() if p.suffix in (".json", ".yaml", ".yml")} == covered
