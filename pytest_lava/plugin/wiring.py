@@ -98,6 +98,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     except InputError as exc:  # the device directory itself is broken
         plans, problems = [], exc.problems
     out = sys.stdout
+    config.stash[_CHECKED] = lava  # the session's own: its devices and jobs are loaded already
     if problems:
         out.write(f"pytest-lava: {len(problems)} problem(s) found:\n")
         for problem in problems:
@@ -126,6 +127,7 @@ def _add_hook_actions(config: pytest.Config) -> None:
 
 
 _ACTIONS_ADDED = pytest.StashKey[bool]()
+_CHECKED = pytest.StashKey[LavaSession]()  # the pre-flight check's session, taken over by pytest_configure
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -141,8 +143,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("lava_job"):
         return
     config.pluginmanager.register(ExtraReports(config), "lava-extra-reports")
-    options = options_from(config)
-    lava = LavaSession(config, options, live_fd=_LIVE_FD)
+    lava = config.stash.get(_CHECKED, None) or LavaSession(config, options_from(config))
+    lava.live_fd = _LIVE_FD
+    options = lava.options
     config.stash[SESSION_KEY] = lava
     job_args = [str(j) for j in options.jobs]
     others = [a for a in config.args if Path(a).suffix not in JOB_SUFFIXES]
