@@ -94,6 +94,9 @@ class Database:
         self.timeouts = timeouts or Timeouts()
         self.application = f"{application} {socket.gethostname()} pid {os.getpid()}"[:63]
         self.generation = 0
+        # the module the connections come from: a runner that restores sys.modules (pytester) may
+        # import a second psycopg later, whose types this connection would not know
+        self.psycopg = psycopg
         self._conn: psycopg.Connection[Any] | None = None
         self._mutex = threading.Lock()
 
