@@ -147,7 +147,8 @@ def phases_line(name: str, runs: list[Run]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="interleaved rounds (a boot varies by +-2 s on a shared machine)")
     args = parser.parse_args()
     dev = device()
     for path in (REPO / "lab/build/x86_64/vmlinuz", REPO / "lab/build/x86_64/initramfs.cpio.gz"):
