@@ -130,3 +130,71 @@ def test_without_the_stamp_on_the_image_the_files_are_sent_and_the_command_runs(
     again = DeviceRunner(shell, lava, carried=carried)
     assert again.install_helpers(30) is False  # the helpers are there now: checked by a round trip
     assert again._unverified is None
+
+
+@needs_busybox
+def test_the_next_test_shell_s_definitions_are_carried_and_the_action_sends_nothing(tmp_path: Path) -> None:
+    """files_to_carry, from the boot action of a real job, gives the very files lava_test_shell
+    would send: with them on the image, the action sends nothing and reports its cases."""
+    import yaml
+
+    from pytest_lava.actions import registry
+    from pytest_lava.actions.lava_test import lava_dir
+    from pytest_lava.actions.test_shell import files_to_carry
+    from pytest_lava.jobs.job import load_job
+    from pytest_lava.testdefs.transfer import ConsoleTransfer
+    from tests.unit.test_lava_test_actions import FakeCtx
+
+    inline = {"metadata": {"format": "Lava-Test Test Definition 1.0", "name": "carried"},
+              "run": {"steps": ["lava-test-case one --shell true", "lava-test-case two --shell false"]}}
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump({"job_name": "carry", "device_type": "qemu", "timeout": 60, "actions": [
+        {"command": "boot_linaro_image"},
+        {"command": "lava_test_shell", "parameters": {"testdefs": [inline, "smoke"]}}]}))
+    job = load_job(job_file)
+    ctx = FakeCtx(tmp_path)
+    try:
+        ctx.job, ctx.action = job, job.actions[0]  # type: ignore[assignment]
+        extra = files_to_carry(ctx)  # type: ignore[arg-type]
+        assert sorted({path.rsplit("/", 2)[-2] for path, _, _ in extra}) == ["0_carried", "1_smoke"]
+        files, carried = carry_files(lava_dir(ctx), extra)  # type: ignore[arg-type]
+        for path, data, mode in files:  # what the kernel does with the appended archive
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(data)
+            Path(path).chmod(int(mode, 8))
+        ctx.driver.carried = carried  # type: ignore[attr-defined]
+        sent: list[str] = []
+        real = ConsoleTransfer.push_many
+
+        def spy(self: ConsoleTransfer, batch: list[tuple[str, bytes, str]], deadline: object) -> None:
+            sent.extend(path for path, _, _ in batch)
+            real(self, batch, deadline)  # type: ignore[arg-type]
+
+        ConsoleTransfer.push_many = spy  # type: ignore[method-assign]
+        try:
+            ctx.action = job.actions[1]  # type: ignore[assignment]
+            registry()["lava_test_shell"].run(ctx, job.actions[1].parameters)  # type: ignore[misc]
+        finally:
+            ConsoleTransfer.push_many = real  # type: ignore[method-assign]
+        assert sent == [] and carried.verified is True
+        results = {c.test_case_id: c.result for c in ctx.cases}
+        assert results["carried.one"] == "pass" and results["carried.two"] == "fail"
+        assert any(k.startswith("smoke.") for k in results)
+    finally:
+        ctx.close()
+
+
+def test_no_definition_is_carried_for_a_repository_or_an_url(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pytest_lava.actions.test_shell import files_to_carry
+
+    def ctx_for(params: dict) -> object:
+        action = SimpleNamespace(index=1, command="lava_test_shell", parameters=params, path="actions[1]")
+        return SimpleNamespace(action=None, job=SimpleNamespace(actions=[action], file=tmp_path / "job.yaml"),
+                               device=SimpleNamespace(extra={}), run=SimpleNamespace(slot=lambda cls: cls()))
+
+    assert files_to_carry(ctx_for({"testdef_repos": [{"git-repo": "https://example.org/x.git"}]})) == []  # type: ignore[arg-type]
+    assert files_to_carry(ctx_for({"testdefs": ["https://example.org/x.yaml"]})) == []  # type: ignore[arg-type]
+    assert files_to_carry(ctx_for({"testdefs": [{"metadata": {}}]})) == []  # type: ignore[arg-type]  # invalid: the action says so
+    assert files_to_carry(ctx_for({"testdefs": ["smoke"]}))  # type: ignore[arg-type]
