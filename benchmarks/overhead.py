@@ -6,19 +6,26 @@ prompt, two commands, exit (QEMU killed). pytest-lava: ``pytest --lava-job`` of 
 same device with a two-case inline Test Definition 1.0 (one passing, one failing case), from the
 start of the pytest process to its exit, bundle written. Both pay QEMU's own start-up and boot.
 
-Prints each round, the medians and a final line ``overhead_s=<x> bare_s=<y>`` (goal: x <= 0.5).
+The order of the two alternates from round to round. Prints each round, the median of each phase
+(to QEMU's start, the boot to the first prompt, the commands, the end to the exit: pytest-lava's
+from the timestamps of its console log), the medians and a final line ``overhead_s=<x> bare_s=<y>``
+(goal: x <= 0.5). The pytest processes write and reuse bytecode, as an installed package does.
 Needs the lab's x86_64 kernel and initramfs (``make lab``); no lab services are started.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pexpect
@@ -55,40 +62,93 @@ def bare_argv(dev: dict) -> list[str]:
             *[str(o) for o in dev["qemu_options"]]]
 
 
-def run_bare(dev: dict) -> float:
+@dataclass
+class Run:
+    """One side of a round: the wall time and its phases (seconds)."""
+
+    wall: float
+    phases: dict[str, float]
+
+
+def run_bare(dev: dict) -> Run:
     start = time.monotonic()
     child = pexpect.spawn(bare_argv(dev)[0], bare_argv(dev)[1:], cwd=str(REPO), timeout=300, encoding="utf-8",
                           codec_errors="replace")
     try:
         prompt = dev["tester_str"]
         child.expect(prompt)
+        at_prompt = time.monotonic()
         for cmd in ("uname -s", "echo done-$((6*7))"):
             child.sendline(cmd)
             child.expect(prompt)
         child.sendline("poweroff -f")  # the guest's exit; QEMU is killed below whatever happens
+        done = time.monotonic()
     finally:
         child.close(force=True)
-    return time.monotonic() - start
+    end = time.monotonic()
+    return Run(end - start, {"start": 0.0, "boot": at_prompt - start, "commands": done - at_prompt, "exit": end - done})
 
 
-def run_lava(work: Path) -> float:
+_STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) (.*)$")
+
+
+def console_phases(log: Path, started: float, wall: float, prompt: str) -> dict[str, float]:
+    """The phases of a pytest-lava run, from the timestamps of its console log (``started``: the
+    wall-clock time the pytest process was started): to QEMU's start, the boot to the first prompt,
+    the commands, and from the job's end to the process's exit."""
+    day = datetime.date.fromtimestamp(started)
+    marks: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = _STAMP.match(line)
+        if not m:
+            continue
+        clock = datetime.datetime.strptime(m.group(1), "%H:%M:%S.%f").time()
+        at = datetime.datetime.combine(day, clock).timestamp() - started
+        text = m.group(2)
+        if "[lava] started" in text:
+            marks.setdefault("qemu", at)
+        elif re.search(prompt, text) and "qemu" in marks:
+            marks.setdefault("prompt", at)
+        if "[lava] console closed" in text:
+            marks["closed"] = at
+    if not {"qemu", "prompt", "closed"} <= set(marks):
+        return {}
+    return {"start": marks["qemu"], "boot": marks["prompt"] - marks["qemu"],
+            "commands": marks["closed"] - marks["prompt"], "exit": wall - marks["closed"]}
+
+
+def run_lava(work: Path, dev: dict) -> Run:
     results = work / "results"
+    shutil.rmtree(results, ignore_errors=True)  # a results directory keeps appending to console.log
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q",
             "--lava-job", str(work / "overhead.yaml"), "--lava-devices", str(work / "devices"),
             "--lava-results", str(results), "--lava-state", str(work / "state"), "-rN"]
+    # bytecode is written and reused, as for an installed package (pip compiles it at install): with
+    # PYTHONDONTWRITEBYTECODE set, every run would compile (and assertion-rewrite) the plugin anew
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    started = time.time()
     start = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     wall = time.monotonic() - start
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     if proc.returncode != 1 or "error" in summary or "1 failed" not in summary:  # one case fails on purpose
         sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-2000:])
         raise SystemExit(f"pytest --lava-job exited {proc.returncode}, expected 1 (one failing case)")
-    return wall
+    return Run(wall, console_phases(results / "overhead" / "console.log", started, wall, dev["tester_str"]))
+
+
+def phases_line(name: str, runs: list[Run]) -> str:
+    keys = ("start", "boot", "commands", "exit")
+    got = [r.phases for r in runs if r.phases]
+    if not got:
+        return f"{name}: no phases"
+    return f"{name:12} " + ", ".join(f"{k} {statistics.median(p[k] for p in got):.2f}" for k in keys)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="interleaved rounds (a boot varies by +-2 s on a shared machine)")
     args = parser.parse_args()
     dev = device()
     for path in (REPO / "lab/build/x86_64/vmlinuz", REPO / "lab/build/x86_64/initramfs.cpio.gz"):
@@ -103,16 +163,28 @@ def main() -> None:
         own["qemu_options"] = [str(REPO / o) if str(o).startswith("lab/") else o for o in own["qemu_options"]]
         (work / "devices" / "qemu-x86_64-01.yaml").write_text(yaml.safe_dump(own))
         (work / "overhead.yaml").write_text(JOB)
-        run_lava(work)  # warm-up: page cache, Python bytecode
-        bare: list[float] = []
-        lava: list[float] = []
+        run_lava(work, dev)  # warm-up: page cache, Python bytecode
+        bare: list[Run] = []
+        lava: list[Run] = []
         for n in range(1, args.rounds + 1):
-            bare.append(run_bare(dev))
-            lava.append(run_lava(work))
-            print(f"round {n}: bare {bare[-1]:.2f} s, pytest-lava {lava[-1]:.2f} s, "
-                  f"overhead {lava[-1] - bare[-1]:+.2f} s", flush=True)
-    b, lv = statistics.median(bare), statistics.median(lava)
+            if n % 2:  # the order alternates: a load that grows or fades during a round hits both sides
+                bare.append(run_bare(dev))
+                lava.append(run_lava(work, dev))
+            else:
+                lava.append(run_lava(work, dev))
+                bare.append(run_bare(dev))
+            print(f"round {n}: bare {bare[-1].wall:.2f} s, pytest-lava {lava[-1].wall:.2f} s, "
+                  f"overhead {lava[-1].wall - bare[-1].wall:+.2f} s", flush=True)
+    b, lv = statistics.median(r.wall for r in bare), statistics.median(r.wall for r in lava)
+    print("phases (medians, s): start = to QEMU's start, boot = to the first prompt, commands = the test, "
+          "exit = the job's end to the exit")
+    print(phases_line("bare", bare))
+    print(phases_line("pytest-lava", lava))
     print(f"median: bare {b:.2f} s, pytest-lava {lv:.2f} s (cpus: {os.cpu_count()})")
+    if all(r.phases for r in bare + lava):  # the part the boot's noise does not reach
+        own = sum(statistics.median(r.phases[k] for r in lava) - statistics.median(r.phases[k] for r in bare)
+                  for k in ("start", "commands", "exit"))
+        print(f"overhead without the boot (start + commands + exit, medians): {own:+.2f} s")
     print(f"overhead_s={lv - b:.2f} bare_s={b:.2f}")
 
 

@@ -83,9 +83,9 @@ def _android_parser(params: dict[str, Any], problems: ProblemList, path: str) ->
 
 
 def _testdef_repos(params: dict[str, Any], problems: ProblemList, path: str) -> None:
-    from ..testdefs.repos import check_entry
-
     for i, repo in enumerate(params.get("testdef_repos") or []):
+        from ..testdefs.repos import check_entry
+
         check_entry(repo, problems, f"{path}.testdef_repos[{i}]")
     if not any(params.get(k) for k in ("testdef_urls", "testdef_repos", "testdefs")):
         problems.add(path, "needs one of 'testdef_urls', 'testdef_repos' or 'testdefs'")

@@ -73,7 +73,7 @@ def _has_install_work(definition: TestDefinition) -> bool:
 
 
 def _runner(ctx: ActionContext, shell: ShellSession, lava: str | None = None) -> DeviceRunner:
-    return DeviceRunner(shell, lava or lava_dir(ctx), log=ctx.log)
+    return DeviceRunner(shell, lava or lava_dir(ctx), log=ctx.log, carried=getattr(ctx.driver, "carried", None))
 
 
 def _tail(output: str, headline: str) -> str:

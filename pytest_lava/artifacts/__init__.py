@@ -36,15 +36,36 @@ monkeypatches that module. The ``MAX_*`` names re-exported here are copies of th
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from ..core.errors import ArtifactError
-from .compress import compression_of, decompress
-from .deb import deb_data, deb_files
-from .disks import filesystem_of, partition_tar
-from .extract import lookup, safe_extract
-from .hwpack import read_hwpack_meta, replace_kernel
 from .limits import MAX_DECOMPRESSED, MAX_EXTRACTED
-from .partitions import Partition, read_partitions
-from .tarballs import check_tar, make_tar
+
+if TYPE_CHECKING:
+    from .compress import compression_of, decompress
+    from .deb import deb_data, deb_files
+    from .disks import filesystem_of, partition_tar
+    from .extract import lookup, safe_extract
+    from .hwpack import read_hwpack_meta, replace_kernel
+    from .partitions import Partition, read_partitions
+    from .tarballs import check_tar, make_tar
+
+# each name from its module on first use: a job that downloads nothing or boots a kernel directly
+# does not import the disk-image readers (``from ..artifacts.download import ...`` runs this file)
+_LAZY = {"compression_of": "compress", "decompress": "compress", "deb_data": "deb", "deb_files": "deb",
+         "filesystem_of": "disks", "partition_tar": "disks", "lookup": "extract", "safe_extract": "extract",
+         "read_hwpack_meta": "hwpack", "replace_kernel": "hwpack", "Partition": "partitions",
+         "read_partitions": "partitions", "check_tar": "tarballs", "make_tar": "tarballs"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = ["ArtifactError", "MAX_DECOMPRESSED", "MAX_EXTRACTED", "Partition", "check_tar", "compression_of",
            "deb_data", "deb_files", "decompress", "filesystem_of", "make_tar", "partition_tar", "read_hwpack_meta",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..devices.device import Device
     from ..jobs.job import ActionDef
     from ..jobs.runner import ActionContext, JobRun
+    from ..testdefs.carry import Carried
 
 
 class BoardState(Enum):
@@ -84,6 +85,9 @@ class BoardDriver(ABC):
         self.state = BoardState.UNKNOWN
         self.boot_options: list[str] = []  # the options of the last test-image boot (a reboot reuses them)
         self.testrootfs_mount: str | None = None  # where the test rootfs is mounted on the master, if it is
+        #: device-side files the last boot put into the test image itself (QEMU: in its initramfs),
+        #: so the test actions need not send them over the console (testdefs/carry.py); None: none
+        self.carried: Carried | None = None
 
     # -- what this kind of board can do (validation) ----------------------------------------------
     def accepts(self, action: ActionDef, device: Device | None = None) -> str | None:

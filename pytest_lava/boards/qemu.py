@@ -16,7 +16,10 @@ and by the job watchdog if the job deadline passes (closing the console kills it
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 from subprocess import Popen
 from typing import TYPE_CHECKING
 
@@ -87,6 +90,7 @@ class QemuBoard(BoardDriver):
         super().__init__()
         self.boot_spec: dict[str, str] | None = None  # what the deploy said to boot
         self.process: Popen[bytes] | None = None  # this job's QEMU
+        self._carry_dir: Path | None = None  # the initramfs with the carried files (removed at stop)
 
     # -- deploy --------------------------------------------------------------------------------
     def deploy_image(self, ctx, spec: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +114,7 @@ class QemuBoard(BoardDriver):
             try:
                 self.stop(ctx)
                 port = free_port()
-                argv = qemu_argv(dev, spec or {}, list(options), port)
+                argv = self._carry(ctx, qemu_argv(dev, spec or {}, list(options), port))
                 from ..console.pty import ProcessConnection
 
                 conn = ProcessConnection(argv, port=port, name=f"{dev.name} qemu", cwd=ctx.run.options.rootdir,
@@ -132,6 +136,39 @@ class QemuBoard(BoardDriver):
         raise InfrastructureError(f"could not boot the test image of {dev.name} in qemu ({len(errors)} "
                                   "attempt(s))", details="\n".join(errors))
 
+    def _carry(self, ctx, argv: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+        """``argv`` booting an initramfs extended with the device-side files of the job's next test
+        shell (testdefs/carry.py: the helpers, the definitions, a stamp), so that none of them travels
+        over the console. Unchanged without a cpio ``-initrd`` or with ``qemu_carry_files: false``."""
+        self.carried = None
+        if "-initrd" not in argv[:-1] or not ctx.device.extra.get("qemu_carry_files", True):
+            return argv
+        at = argv.index("-initrd") + 1
+        original = Path(ctx.run.options.rootdir, argv[at])
+        from ..testdefs.carry import carry_files, initrd_with, is_cpio_initrd
+
+        if not is_cpio_initrd(original):
+            return argv
+        from ..actions.lava_test import lava_dir
+        from ..actions.test_shell import files_to_carry
+
+        files, carried = carry_files(lava_dir(ctx), files_to_carry(ctx))
+        self._carry_dir = Path(tempfile.mkdtemp(prefix="lava-carry-"))
+        out = self._carry_dir / "initrd"
+        try:
+            initrd_with(original, files, out)
+        except OSError as exc:
+            ctx.log(f"{ctx.device.name}: not carrying the test files in the initramfs: {exc}")
+            return argv
+        self.carried = carried
+        ctx.log(f"{ctx.device.name}: {len(files)} test file(s) carried in the initramfs ({out})")
+        return [*argv[:at], str(out), *argv[at + 1:]]
+
+    def _drop_carry(self) -> None:
+        path, self._carry_dir = self._carry_dir, None
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
     def test_shell(self, ctx) -> ShellSession:  # type: ignore[no-untyped-def]
         proc = self.process
         if self.state is BoardState.TEST and proc is not None and proc.poll() is None:
@@ -148,6 +185,7 @@ class QemuBoard(BoardDriver):
             from ..console.pty import kill_process
 
             kill_process(proc)
+        self._drop_carry()
 
     def power_off(self, ctx) -> None:  # type: ignore[no-untyped-def]
         """What a failed deploy calls: QEMU stops."""
@@ -165,4 +203,5 @@ class QemuBoard(BoardDriver):
 
             status = kill_process(proc)
             run.note(f"{run.device.name}: qemu (pid {proc.pid}) stopped, status {status}")
+        self._drop_carry()
 

@@ -222,7 +222,7 @@ class ProcessConnection:
             if self.proc.poll() is not None:
                 raise ConnectionLost(f"{self.name}: process exited with status {self.proc.returncode}")
             try:
-                self._tcp.connect(deadline.child(min(1.0, deadline.remaining()), "connect"))
+                self._tcp.connect(deadline.child(min(1.0, deadline.remaining()), "connect"), retry_interval=0.01)
                 return
             except ConnectionLost:
                 raise

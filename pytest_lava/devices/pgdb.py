@@ -21,14 +21,25 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigurationError, InfrastructureError
 
-try:
+if TYPE_CHECKING:
     import psycopg
-except ImportError:  # optional: only the PostgreSQL pool needs it
-    psycopg = None  # type: ignore[assignment]
+else:  # imported by the first Database (optional, and 0.2 s to import: only the PostgreSQL pool needs it)
+    psycopg = None
+
+
+def _import_psycopg() -> bool:
+    global psycopg
+    if psycopg is None:
+        try:
+            import psycopg as module
+        except ImportError:
+            return False
+        psycopg = module
+    return True
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -75,7 +86,7 @@ class Database:
     process. ``generation`` counts the connections made: a lease taken on an earlier one is gone."""
 
     def __init__(self, url: str, *, timeouts: Timeouts | None = None, application: str = "pytest-lava") -> None:
-        if psycopg is None:
+        if not _import_psycopg():
             raise ConfigurationError.single(
                 "--lava-pool", "", "the PostgreSQL pool needs psycopg 3: pip install 'pytest-lava[postgresql]'")
         self.url = url
@@ -83,6 +94,9 @@ class Database:
         self.timeouts = timeouts or Timeouts()
         self.application = f"{application} {socket.gethostname()} pid {os.getpid()}"[:63]
         self.generation = 0
+        # the module the connections come from: a runner that restores sys.modules (pytester) may
+        # import a second psycopg later, whose types this connection would not know
+        self.psycopg = psycopg
         self._conn: psycopg.Connection[Any] | None = None
         self._mutex = threading.Lock()
 

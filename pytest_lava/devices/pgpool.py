@@ -307,7 +307,7 @@ class PgHealth(HealthRules):
 
     @contextmanager
     def _locked(self, board: str) -> Iterator[BoardState]:
-        from psycopg.types.json import Jsonb
+        Jsonb = self.db.psycopg.types.json.Jsonb  # noqa: N806 - of the psycopg the connection uses
 
         self._setup()
         with self.db.transaction(f"updating the health of board {board}") as cur:

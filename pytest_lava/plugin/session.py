@@ -46,6 +46,7 @@ class LavaSession:
     _devices_error: InputError | None = None
     _pool: PoolBackend | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _loaded: dict[Path, list[Job]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.masker.add(self.options.token)
@@ -66,8 +67,12 @@ class LavaSession:
         return self._devices
 
     def load(self, path: Path) -> list[Job]:
-        """Load, validate and resolve a job file into its variants (raises InputError)."""
-        return [plan.job for plan in self.resolve(load_job(path))]
+        """Load, validate and resolve a job file into its variants (raises InputError); once per
+        file (the pre-flight check of :meth:`validate_all` and the collection share it)."""
+        loaded = self._loaded.get(path)
+        if loaded is None:
+            loaded = self._loaded[path] = [plan.job for plan in self.resolve(load_job(path))]
+        return loaded
 
     def resolve(self, job: Job) -> list[Plan]:
         """The plan of every variant: an unknown target/type is a job error before anything runs.
@@ -123,7 +128,9 @@ class LavaSession:
                 job = load_job(path)  # job problems are reported even when the devices are broken
                 if device_problems:
                     continue
-                plans.extend(self.masker.mask(plan.describe()) for plan in self.resolve(job))
+                resolved = self.resolve(job)
+                self._loaded[path] = [plan.job for plan in resolved]
+                plans.extend(self.masker.mask(plan.describe()) for plan in resolved)
             except InputError as exc:
                 problems.extend(exc.problems)
         return plans, device_problems + problems

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..artifacts.imageserver import image_server
 from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError
 
@@ -158,6 +157,8 @@ def _by_network(runner: DeviceRunner, payload: Payload, device: Device, deadline
     shell = runner.shell
     if not shell.run("command -v wget >/dev/null 2>&1 && echo yes || echo no", deadline).output.strip().endswith("yes"):
         return "the image has no wget"
+    from ..artifacts.imageserver import image_server
+
     extra = device.extra
     server = image_server(str(extra.get("image_server_bind", "127.0.0.1")),
                           int(extra.get("image_server_port", 0)))  # type: ignore[call-overload]

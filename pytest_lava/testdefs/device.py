@@ -10,7 +10,8 @@ Layout on the test image (``LAVA_DIR``, ``/lava`` unless the device sets ``lava_
 
     $LAVA_DIR/repos/<key>/                  a test repository's working tree (:mod:`.delivery`)
 
-Scripts reach the board over the console (:mod:`.transfer`); the host runs
+Scripts reach the board over the console (:mod:`.transfer`), unless the boot carried them into the
+image (:mod:`.carry`); the host runs
 ``sh $LAVA_DIR/tests/<dir>/run.sh`` between unique markers and parses each line as it arrives.
 The scripts need only a POSIX shell and busybox applets (``cat``, ``cp``, ``mkdir``, ``tr``).
 """
@@ -26,11 +27,13 @@ from ..console.engine import ConsoleTimeout
 from ..console.shell import ShellSession
 from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError
-from .helpers import HELPERS, RAISED_FILE, RUNNER_VERSION
+from .carry import Carried, digest, helper_files
+from .helpers import RAISED_FILE, RUNNER_VERSION
 from .model import TestDefinition
 from .transfer import ConsoleTransfer
 
 DEFAULT_LAVA_DIR = "/lava"
+CARRY_MISSING = "LAVA_CARRY_MISSING"  # the guard of the first command: the boot's carried files are not there
 
 
 def test_dirname(definition: TestDefinition, index: int | None = None) -> str:
@@ -126,48 +129,72 @@ def install_script(definition: TestDefinition, lava_dir: str, dirname: str, env:
     return "\n".join(lines)
 
 
+def definition_files(definition: TestDefinition, lava_dir: str, dirname: str, *, options: str | None = None,
+                     root: str = "", env: ScriptEnv = ScriptEnv()) -> list[tuple[str, bytes, str]]:
+    """``(path, content, mode)`` of ``run.sh``, ``install.sh`` and ``testdef.yaml`` of a definition."""
+    where = f"{root}{lava_dir}/tests/{dirname}"
+    files = {"run.sh": run_script(definition, lava_dir, dirname, options, env),
+             "install.sh": install_script(definition, lava_dir, dirname, env),
+             "testdef.yaml": definition.text or f"# {definition.source}\n"}
+    return [(f"{where}/{name}", text.encode(), "0755" if name.endswith(".sh") else "0644")
+            for name, text in files.items()]
+
+
 class DeviceRunner:
     """Installs the helpers and definitions on a shell and runs definitions with live parsing."""
 
     def __init__(self, shell: ShellSession, lava_dir: str = DEFAULT_LAVA_DIR,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, *, carried: Carried | None = None) -> None:
         self.shell = shell
         self.lava_dir = lava_dir.rstrip("/") or "/"
         self.transfer = ConsoleTransfer(shell)
         self.log = log or (lambda _m: None)
         self._staged: list[tuple[str, bytes, str]] = []  # files to send in the next batch
+        self.carried = carried if carried is not None and carried.lava_dir == self.lava_dir else None
+        self._present: dict[str, str] = {}  # path -> digest: carried into the image at boot, not yet used
+        self._skipped: list[tuple[str, bytes, str]] = []  # files not sent because they were carried
+        self._unverified: Carried | None = None  # carried files trusted until the first command checks
 
     def flush(self, deadline: Deadline | float) -> None:
-        """Send the staged files in one batch (one archive, one round trip: :meth:`ConsoleTransfer.push_many`)."""
+        """Send the staged files in one batch (one archive, one round trip: :meth:`ConsoleTransfer.push_many`),
+        except those the boot carried into the image with the same content (:mod:`.carry`)."""
         files, self._staged = self._staged, []
+        present = self._present
+        if present:
+            send = []
+            for f in files:
+                (self._skipped if present.pop(f[0], None) == digest(f[1]) else send).append(f)
+            files = send
         self.transfer.push_many(files, deadline)
 
     # -- installing -------------------------------------------------------------------------
     def install_helpers(self, deadline: Deadline | float, *, root: str = "") -> bool:
         """Stage the helper scripts for ``root + LAVA_DIR/bin`` (sent with the next batch: the
-        definition's files, or :meth:`flush`); ``False`` if they are there in this version."""
+        definition's files, or :meth:`flush`); ``False`` if they are there in this version.
+
+        Carried into the image at boot (:mod:`.carry`): ``False`` at once, no round trip; the first
+        command :meth:`run_live` sends checks the boot's stamp on the image in the same line."""
         bindir = f"{root}{self.lava_dir}/bin"
+        carried, self.carried = (self.carried, None) if not root else (None, self.carried)
+        if carried is not None and carried.verified is not False:
+            self._present = carried.files  # shared by the runners of one boot: each file is skipped once
+            self._unverified = carried if carried.verified is None else None
+            return False
         have = self.shell.run(f"cat {shlex.quote(f'{bindir}/.version')} 2>/dev/null", deadline).output.strip()
         if have == RUNNER_VERSION:
             return False
         if any(path == f"{bindir}/.version" for path, _, _ in self._staged):
             return True  # staged already, not sent yet
-        self._staged += [(f"{bindir}/{name}", text.encode(), "0755") for name, text in HELPERS.items()]
-        self._staged.append((f"{bindir}/.version", f"{RUNNER_VERSION}\n".encode(), "0644"))
+        self._staged += helper_files(f"{root}{self.lava_dir}")
         return True
 
     def install_definition(self, definition: TestDefinition, dirname: str, deadline: Deadline | float, *,
                            options: str | None = None, root: str = "", env: ScriptEnv = ScriptEnv()) -> str:
         """Push ``run.sh``, ``install.sh`` and ``testdef.yaml``; returns the test directory
         (as the test image sees it)."""
-        where = f"{self.lava_dir}/tests/{dirname}"
-        files = {"run.sh": run_script(definition, self.lava_dir, dirname, options, env),
-                 "install.sh": install_script(definition, self.lava_dir, dirname, env),
-                 "testdef.yaml": definition.text or f"# {definition.source}\n"}
-        self._staged += [(f"{root}{where}/{name}", text.encode(), "0755" if name.endswith(".sh") else "0644")
-                         for name, text in files.items()]
+        self._staged += definition_files(definition, self.lava_dir, dirname, options=options, root=root, env=env)
         self.flush(deadline)
-        return where
+        return f"{self.lava_dir}/tests/{dirname}"
 
     # -- running ----------------------------------------------------------------------------
     def run_live(self, command: str, deadline: Deadline, on_line: Callable[[str], object], *,
@@ -176,6 +203,29 @@ class DeviceRunner:
         the exit status. Raises :class:`ConsoleTimeout` when the deadline passes."""
         if self._staged:
             self.flush(deadline)
+        carried, self._unverified = self._unverified, None
+        if carried is None:
+            return self.shell.stream(command, deadline, on_line, inactivity=inactivity)
+        missing: list[str] = []
+
+        def unless_missing(line: str) -> None:
+            if line.strip() == CARRY_MISSING:
+                missing.append(line)
+            else:
+                on_line(line)
+
+        guarded = (f'if [ "$(cat {shlex.quote(carried.stamp_path)} 2>/dev/null)" = {carried.stamp_line} ]; '
+                   f"then {command}; else echo {CARRY_MISSING[:10]}''{CARRY_MISSING[10:]}; fi")
+        status = self.shell.stream(guarded, deadline, unless_missing, inactivity=inactivity)
+        carried.verified = not missing
+        if not missing:
+            self.log(f"{len(carried.files) + len(self._skipped)} file(s) carried into the image at boot: not sent")
+            return status
+        # not on the image (another root filesystem, say): nothing ran; send everything, then run
+        self.log(f"the files carried at boot are not on the image ({carried.stamp_path} missing): sending them")
+        carried.files.clear()
+        self._staged, self._skipped = helper_files(self.lava_dir) + self._skipped, []
+        self.flush(deadline)
         return self.shell.stream(command, deadline, on_line, inactivity=inactivity)
 
     def run_test(self, dirname: str, deadline: Deadline, on_line: Callable[[str], object], *,

@@ -57,6 +57,11 @@ def test_qemu_boots_the_deployed_kernel_and_is_killed_at_the_end(tmp_path: Path,
     kver = json.loads((lab_built / "www/artifacts.json").read_text())["packages"]["x86_64_kernel"]
     assert kver.removeprefix("linux-image-") in out  # uname -r of the deployed kernel, in the case's console
     assert "PASSED" in out and "::cmdline" in out  # the job's boot option reached the kernel command line
+    # the helpers and the inline definition came in the initramfs: nothing travelled over the console
+    assert "carried in the initramfs" in out
+    log = next((tmp_path / "results").glob("*/console.log")).read_text()
+    assert "LAVA_XFER" not in log and "carried-" in log
+    assert not [line for line in log.splitlines() if line.rstrip().endswith(" LAVA_CARRY_MISSING")]  # the guard's
 
 
 def test_qemu_is_killed_when_the_test_image_never_answers(tmp_path: Path, lab_built: Path) -> None:
