@@ -176,7 +176,7 @@ def test_a_hung_test_is_interrupted_and_android_rebooted(tmp_path: Path, adb_dev
     with pytest.raises(TestRunFailed, match="did not finish before the action timeout") as info:
         android_test.lava_android_test_run_custom(ctx, {  # type: ignore[arg-type]
             "commands": ["echo a: PASS; sleep 60"], "parser": r"^(?P<test_case_id>\w+): (?P<result>\w+)"})
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - start < 45  # the 2 s timeout, not the 60 s sleep (no speed assumed)
     assert driver.interrupts == 1 and driver.boots == 1
     assert [c.test_case_id for c in info.value.cases] == ["a"]
     assert ctx.results.runs[-1].cases[0].result == "pass"  # the bundle still has the run

@@ -121,7 +121,7 @@ def test_shell_push_pull_getprop_and_boot_completed(server: AdbServer, tmp_path:
     dev.pull("/data/local/tmp/five.bin", back, node)
     assert back.read_bytes() == local.read_bytes()
     assert dev.getprop("ro.build.version.release", node) == "lab-fake"
-    assert dev.wait_boot_completed(node) < 5
+    dev.wait_boot_completed(node)  # sys.boot_completed is 1: returns, BootNotCompleted otherwise
     lines: list[str] = []
     assert dev.stream("echo one; echo two; exit 4", node, lines.append) == 4
     assert lines == ["one", "two"]
@@ -137,9 +137,11 @@ def test_boot_never_completing_ends_within_its_deadline(server: AdbServer, fake_
     dev = server.connect("127.0.0.1:7301", Deadline(10, "connect"))
     set_state(fake_adb, boot_completed="0")
     start = time.monotonic()
-    with pytest.raises(BootNotCompleted, match=r"did not complete its boot .*sys.boot_completed='0'"):
+    with pytest.raises(BootNotCompleted, match=r"did not complete its boot .*\(last: ") as info:
         dev.wait_boot_completed(Deadline(2.5, "boot"), interval=0.3)
-    assert time.monotonic() - start < 6
+    # the last poll's answer, or (on a loaded machine) that poll cut short by the deadline
+    assert "sys.boot_completed='0'" in info.value.message or "deadline" in info.value.message
+    assert time.monotonic() - start < 20  # the deadline, not the 300 s default; no speed assumed
 
 
 def test_failing_push_names_both_paths(server: AdbServer, fake_adb: Path, tmp_path: Path) -> None:
@@ -157,7 +159,7 @@ def test_hanging_command_is_killed_at_its_deadline(server: AdbServer) -> None:
     lines: list[str] = []
     with pytest.raises(AdbTimeout, match="did not end before the deadline"):
         dev.stream("echo started; sleep 30", Deadline(1.5, "hang"), lines.append)
-    assert time.monotonic() - start < 5 and lines == ["started"]
+    assert time.monotonic() - start < 25 and lines == ["started"]  # not the 30 s sleep
     with pytest.raises(AdbTimeout, match="did not end within"):
         dev.shell("sleep 30", Deadline(1.0, "hang"))
 
