@@ -432,6 +432,7 @@ static void shell_data(stream_t *s, const char *p, size_t n) {
     while (s->link.len >= 5) {
         unsigned char *h = (unsigned char *)buf_ptr(&s->link);
         uint32_t len = rd32(h + 1);
+        if (len > MAX_PAYLOAD) conn_lost("shell v2 packet longer than the maximum payload");
         if (s->link.len < 5 + (size_t)len) break;
         int id = h[0];
         char *data = (char *)h + 5;

@@ -114,6 +114,8 @@ def _run(ctx: ActionContext, device: AdbDevice, test: AndroidTest, options: str 
     ctx.results.add_test_run(TestRun(test_id=test.test_id, cases=list(outcome.cases), started=outcome.started,
                                      attributes=attributes, attachments=attachments))
     _report(ctx, [c for c in outcome.cases if id(c) not in live])  # what the end of the run added
+    if outcome.lost is not None:  # the board or adb failed, not the test: the cases so far are kept
+        raise outcome.lost
     if outcome.timed_out is not None:
         _recover(ctx)
         _fail(ctx, TestRunFailed(f"{test.test_id}: the run did not finish before the action timeout "
@@ -130,7 +132,7 @@ def _recover(ctx: ActionContext) -> None:
     from ..jobs.runner import ActionContext as Context
 
     try:
-        driver.boot_android(Context(ctx.run, ctx.action, recover), driver.boot_options)
+        driver.boot_android(Context(ctx.run, ctx.action, recover), driver.android_boot_options)
         ctx.log(f"{ctx.device.name}: Android rebooted after the hung test")
     except InfrastructureError as exc:
         driver.state = BoardState.UNKNOWN

@@ -57,6 +57,20 @@ def _android_test_custom(params: dict[str, Any], problems: ProblemList, path: st
         problems.add(f"{path}.command_file", "cannot be used together with 'commands'")
     elif "commands" not in params and "command_file" not in params:
         problems.add(path, "needs 'commands' or 'command_file'")
+    elif "commands" in params and not params["commands"]:
+        problems.add(f"{path}.commands", "must not be empty (or give 'command_file')")
+
+
+def _android_option(params: dict[str, Any], problems: ProblemList, path: str) -> None:
+    """``option`` becomes words quoted for the board's shell: it must split like a command line."""
+    import shlex
+
+    option = params.get("option")
+    if isinstance(option, str):
+        try:
+            shlex.split(option)
+        except ValueError as exc:
+            problems.add(f"{path}.option", f"cannot split {option!r} into words: {exc}")
 
 
 def _android_tests(params: dict[str, Any], problems: ProblemList, path: str) -> None:
@@ -258,7 +272,7 @@ BUILTIN: list[ActionSpec] = [
         "lava_android_test_install", SETUP, default_timeout=2400,
         summary="Install lava-android-test tests (built-in library) on the Android board over adb.",
         params={"tests": Param(list, required=True, items=str), "option": Param(str), "timeout": _TIMEOUT},
-        rules=(non_empty("tests"), _android_tests),
+        rules=(non_empty("tests"), _android_tests, _android_option),
     ),
     ActionSpec(
         "lava_android_test_run", TEST, default_timeout=1200,
@@ -266,7 +280,7 @@ BUILTIN: list[ActionSpec] = [
         result_name=_name("lava_android_test_run ({})", "test_name"),
         item_label=lambda p: str(p.get("test_name", "")),
         params={"test_name": Param(str, required=True), "option": Param(str), "timeout": _TIMEOUT},
-        rules=(_android_tests,),
+        rules=(_android_tests, _android_option),
     ),
     ActionSpec(
         "lava_android_test_run_custom", TEST, default_timeout=1200,

@@ -39,8 +39,11 @@ from ..core.errors import InfrastructureError
 RESERVED_PORTS = frozenset({5037, *range(5554, 5586)})
 CALL_CAP = 120.0  # seconds for one short adb call (connect, get-state, getprop) at most
 SERVER_START = 15.0
+# the adb client's own complaints (exact forms: a test's output such as "error: failed to open x"
+# must not read as adb losing the device)
 _CLIENT_ERROR = re.compile(r"^(adb: )?error: (device .*not found|no devices|device offline|device unauthorized|"
-                           r"closed|protocol fault|cannot connect|more than one|connect failed|failed)", re.M)
+                           r"closed$|protocol fault|cannot connect to daemon|more than one device|"
+                           r"failed to get feature set)", re.M)
 INSTALL_HINT = "install the Debian package 'adb' on the host (apt-get install adb)"
 
 
@@ -304,7 +307,11 @@ class AdbDevice:
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 tail = [*tail[-19:], line]
                 on_line(line)
-            status = proc.wait(timeout=max(1.0, deadline.remaining_or(10.0)))
+            try:
+                status = proc.wait(timeout=max(1.0, deadline.remaining_or(10.0)))
+            except subprocess.TimeoutExpired:  # output closed, the client still there: killed below
+                raise AdbTimeout(f"{deadline.path}: 'adb shell {command}' on {self.serial} did not exit "
+                                 "after its output ended", details="last output:\n" + "\n".join(tail)) from None
         finally:
             if proc.poll() is None:
                 try:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ..core.errors import JobError
+from ..core.secrets import redact_url
 from ..testdefs.model import ParseSpec, TestDefinition
 
 ANDROID_TEST = "lava-android-test"  # the dialect name of the definitions made here
@@ -63,7 +66,9 @@ class AndroidTest:
         return f"{INSTALLED}/{self.dirname or re.sub(r'[^A-Za-z0-9._+-]', '_', self.test_id)}"
 
     def steps(self, options: str | None, result_dir: str) -> list[str]:
-        chosen = options if options is not None else self.default_options
+        """The run steps with the placeholders replaced; the options are the job's words, each
+        quoted for the board's shell (``8; reboot`` is two arguments, never a second command)."""
+        chosen = quote_options(options if options is not None else self.default_options)
         return [s.replace("$(INSTALL_DIR)", self.install_dir).replace("$(RESULTDIR)", result_dir)
                 .replace("$(OPTIONS)", chosen) for s in self.run_steps]
 
@@ -77,6 +82,21 @@ class AndroidTest:
                               metadata={"description": self.description}, text=text)
 
 
+def quote_options(options: str, where: str = "parameters.option") -> str:
+    """A job's ``option`` string as words, each quoted for the board's shell."""
+    try:
+        return " ".join(shlex.quote(word) for word in shlex.split(options))
+    except ValueError as exc:
+        raise JobError.single("job", where, f"cannot split {options!r} into words: {exc}") from None
+
+
+def command_file_name(url: str) -> str:
+    """The name a run-custom command file gets on the board: the last component of the URL's
+    path (never its query, user or password), reduced to safe characters."""
+    path = urlsplit(url).path.rstrip("/")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", path.rsplit("/", 1)[-1]).lstrip(".") or "command-file"
+
+
 def custom_test(commands: list[str] | None, command_file: str | None, parser: str | None,
                 where: str = "parameters") -> AndroidTest:
     """``run-custom``: the commands, or the downloaded command file (pushed as ``custom/<file>``)."""
@@ -86,9 +106,11 @@ def custom_test(commands: list[str] | None, command_file: str | None, parser: st
         test_id = f"custom(command=[{shown[:40]}])"
         return AndroidTest(test_id, "lava_android_test_run_custom commands", list(commands), parse,
                            source="job: commands")
-    assert command_file is not None
-    name = command_file.rstrip("/").rsplit("/", 1)[-1] or "command-file"
-    test = AndroidTest(f"custom(command_file={name})", f"lava_android_test_run_custom {command_file}",
-                       [f"sh $(INSTALL_DIR)/{name}"], parse, host_files={name: ""}, source=command_file,
+    if not command_file:
+        raise JobError.single("job", where, "lava_android_test_run_custom needs 'commands' (a non-empty list) "
+                                            "or 'command_file'")
+    name = command_file_name(command_file)
+    shown_url = redact_url(command_file)
+    return AndroidTest(f"custom(command_file={name})", f"lava_android_test_run_custom {shown_url}",
+                       [f"sh $(INSTALL_DIR)/{shlex.quote(name)}"], parse, host_files={name: ""}, source=shown_url,
                        dirname="custom")
-    return test

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..core.deadline import Deadline
+from ..core.deadline import Deadline, DeadlineExceeded
 from ..results.model import CaseResult
 from ..testdefs.parse import CaseCollector
-from .adb import AdbDevice, AdbTimeout
+from .adb import AdbDevice, AdbError, AdbTimeout
 from .model import RESULTS, AndroidTest
 
 MAX_LOG = 1024 * 1024
@@ -32,7 +32,8 @@ class RunOutcome:
     cases: list[CaseResult]
     log: list[str] = field(default_factory=list)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    timed_out: AdbTimeout | None = None
+    timed_out: AdbTimeout | DeadlineExceeded | None = None
+    lost: AdbError | None = None  # adb lost the device mid-run (the cases so far are kept)
     failed_steps: list[str] = field(default_factory=list)
 
 
@@ -70,14 +71,18 @@ def run(test: AndroidTest, device: AdbDevice, deadline: Deadline, options: str |
             on_cases(new)
 
     steps = test.steps(options, result_dir)
-    if any("$(RESULTDIR)" in s for s in test.run_steps):
-        device.check(f"mkdir -p {shlex.quote(result_dir)}", deadline)
     for n, step in enumerate(steps, 1):
         try:
+            if n == 1 and any("$(RESULTDIR)" in s for s in test.run_steps):
+                device.check(f"mkdir -p {shlex.quote(result_dir)}", deadline)
             status = device.stream(step, deadline, on_line)
-        except AdbTimeout as exc:
+        except (AdbTimeout, DeadlineExceeded) as exc:
             outcome.timed_out = exc
             collector.finish(interrupted="the action's timeout")
+            return outcome
+        except AdbError as exc:
+            outcome.lost = exc
+            collector.finish(interrupted=f"adb: {exc.message}")
             return outcome
         if status != 0:
             shown = step if len(step) <= 200 else step[:200] + "..."

@@ -124,9 +124,17 @@ class MasterBoard(AndroidMaster, BoardDriver):
         params = action.parameters
         if action.command in ("boot_linaro_image", "boot_linaro_android_image"):
             for i, option in enumerate(params.get("options") or []):
-                problem = boot_option_problem(option, device.boot_cmds) if isinstance(option, str) else None
+                cmds = device.boot_cmds_android if action.command == "boot_linaro_android_image" else device.boot_cmds
+                problem = boot_option_problem(option, cmds) if isinstance(option, str) else None
                 if problem:
                     problems.add(f"{path}.options[{i}]", f"{problem} (board type 'master')")
+        if action.command == "boot_linaro_android_image":
+            import shutil
+
+            from ..android.adb import INSTALL_HINT
+
+            if shutil.which("adb") is None:  # the host's, found before any board is touched
+                problems.add(path, f"the adb client is not on this host's PATH: {INSTALL_HINT}")
         if action.command in ("deploy_linaro_image", "deploy_linaro_android_image"):
             fs = params.get("rootfstype", "ext4")
             if isinstance(fs, str) and not ROOTFS_TYPE.fullmatch(fs):
@@ -191,7 +199,10 @@ class MasterBoard(AndroidMaster, BoardDriver):
             ctx.board.console.expect(dev.image_boot_msg, node.child(dev.timeout("bootloader", 120), "kernel start"))
             shell().wait_for_prompt(node.child(dev.boot_linaro_timeout, f"{what} prompt"))
 
-        self.boot_options = list(options)
+        if state is BoardState.ANDROID:  # each image keeps its own options for its reboots
+            self.android_boot_options = list(options)
+        else:
+            self.boot_options = list(options)
         self._retry(ctx, what, attempt, dev.boot_linaro_timeout + dev.timeout("bootloader", 120) * 2)
         self.state = state
 

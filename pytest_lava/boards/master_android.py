@@ -39,6 +39,7 @@ class AndroidMaster:
 
     adb_server: AdbServer | None = None
     adb_device: AdbDevice | None = None
+    android_boot_options: list[str] = []  # noqa: RUF012 - replaced, never mutated: the last Android boot's options
 
     # -- deploying ----------------------------------------------------------------------------
     def deploy_android(self, ctx, urls: dict[str, str], rootfstype: str, probe_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -176,7 +177,7 @@ class AndroidMaster:
                 return self.connect_adb(ctx)
             except InfrastructureError as exc:
                 ctx.log(f"{ctx.device.name}: reconnecting adb failed ({exc.message}); rebooting Android")
-        return self.boot_android(ctx, self.boot_options)
+        return self.boot_android(ctx, self.android_boot_options)
 
     def interrupt_android(self, ctx) -> None:  # type: ignore[no-untyped-def]
         """Ctrl-C on the serial console (what the old dispatcher sent to a hung Android test)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,15 @@ def test_no_lava_options_leaves_pytest_alone(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_ok():\n    pass\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_an_android_job_on_a_host_without_adb_is_refused_before_any_board(pytester: pytest.Pytester,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adb client is the host's: its absence is found at validation, not after the deploy."""
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # python, but no adb
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lava-validate", "--lava-job",
+                                           str(repo / "jobs/lab-arm64-android.json"), "--lava-devices",
+                                           str(repo / "devices"), "--lava-device", "arm64-01")
+    assert result.ret == 4, result.stdout.str()
+    result.stdout.fnmatch_lines(["*actions[[]3[]]*the adb client is not on this host's PATH*apt-get install adb*"])

@@ -72,12 +72,29 @@ def test_custom_test_ids_as_the_old_tool_named_them() -> None:
     assert f.steps(None, "/r") == [f"sh {f.install_dir}/run.sh"]
 
 
+def test_job_words_never_become_board_shell_commands() -> None:
+    """The job's option is words, each quoted; a command file is named by its URL's path alone."""
+    storage = library_test("storage")
+    assert storage is not None
+    [step] = [s for s in storage.steps("8; reboot", "/r") if "storage" in s]
+    assert "8 '; reboot'" not in step and "'8;' reboot" in step  # two words, no second command
+    evil = custom_test(None, "http://user:pw@h/x.sh?a=1;reboot", None)
+    assert evil.test_id == "custom(command_file=x.sh)" and evil.host_files == {"x.sh": ""}
+    assert evil.run_steps == ["sh $(INSTALL_DIR)/x.sh"] and "pw" not in evil.source + evil.description
+    odd = custom_test(None, "http://h/a%20b;c.sh", None)
+    assert odd.run_steps == ["sh $(INSTALL_DIR)/a_20b_c.sh"]
+    with pytest.raises(JobError, match="needs 'commands'"):
+        custom_test([], None, None)
+
+
 def test_validation_names_unknown_tests_and_bad_parsers(tmp_path: Path) -> None:
     job = tmp_path / "j.json"
     job.write_text("""{"job_name": "a", "device_type": "lab-arm64-master", "timeout": 60, "actions": [
       {"command": "lava_android_test_install", "parameters": {"tests": ["busybox", "0xbench"]}},
       {"command": "lava_android_test_run", "parameters": {"test_name": "nope"}},
       {"command": "lava_android_test_run_custom", "parameters": {"commands": ["id"], "parser": "(oops"}},
+      {"command": "lava_android_test_run_custom", "parameters": {"commands": []}},
+      {"command": "lava_android_test_run", "parameters": {"test_name": "storage", "option": "'unclosed"}},
       {"command": "deploy_linaro_android_image", "parameters": {"boot": "ftp://x/b", "system": "http://h/s",
        "data": "http://h/d", "boot_sha256": "ab"}}]}""")
     with pytest.raises(JobError) as info:
@@ -86,7 +103,9 @@ def test_validation_names_unknown_tests_and_bad_parsers(tmp_path: Path) -> None:
     assert "actions[0].parameters.tests[1]: no lava-android-test test '0xbench' (built-in: busybox, props" in text
     assert "actions[1].parameters.test_name: no lava-android-test test 'nope'" in text
     assert "actions[2].parameters.parser: not a valid regular expression" in text
-    assert "actions[3].parameters.boot: 'ftp://x/b' is not an http" in text
+    assert "actions[3].parameters.commands: must not be empty" in text
+    assert "actions[4].parameters.option: cannot split" in text
+    assert "actions[5].parameters.boot: 'ftp://x/b' is not an http" in text
 
 
 # -- the actions, on a fake driver over the fake adb ----------------------------------------------
@@ -95,7 +114,7 @@ class FakeAndroidDriver:
     def __init__(self, device: AdbDevice) -> None:
         self.device = device
         self.state = BoardState.ANDROID
-        self.boot_options: list[str] = []
+        self.android_boot_options: list[str] = []
         self.interrupts = self.boots = 0
 
     def android(self, ctx: object) -> AdbDevice:

@@ -73,7 +73,8 @@ def test_connect_answers_are_parsed() -> None:
         with pytest.raises(AdbError, match="adb connect 127.0.0.1:7301 failed"):
             parse_connect(bad, "127.0.0.1:7301")
     assert client_error("error: device '127.0.0.1:7301' not found") == "error: device '127.0.0.1:7301' not found"
-    assert client_error("adb: error: failed to copy 'a' to 'b'") is not None
+    assert client_error("adb: error: failed to get feature set: device offline") is not None
+    assert client_error("error: failed to open /data/x: No such file") is None  # a test's own output
     assert client_error("my test printed: error: 42 is odd") is None
 
 
