@@ -201,14 +201,15 @@ def lava_results(lava_target: LavaTarget) -> JobResults:
 
 
 @pytest.fixture(scope="module")
-def android_board(request: pytest.FixtureRequest, lava_target: LavaTarget) -> LavaTarget:
+def android_board(request: pytest.FixtureRequest, lava_session: LavaSession, lava_target: LavaTarget) -> LavaTarget:
     """The module's board booted into Android and connected over adb: deployed first from the
     module's ``@pytest.mark.lava_android(boot=..., system=..., data=...)`` (the parameters of
     ``deploy_linaro_android_image``, plus ``options`` for the boot), else whatever Android the
     board's partitions already hold. The adb server is stopped with the board at the module's end."""
     marker = request.node.get_closest_marker("lava_android")
     params: dict[str, Any] = dict(marker.kwargs) if marker else {}
-    options = list(params.pop("options", []) or [])
+    options = params.pop("options", None) or []
+    _check_android_marker(request, lava_session, params, options)
     ctx = lava_target.context(lava_target.deadline.child(None, "android_board"))
     if params:
         from ..actions.android import deploy_linaro_android_image
@@ -216,6 +217,26 @@ def android_board(request: pytest.FixtureRequest, lava_target: LavaTarget) -> La
         deploy_linaro_android_image(ctx, params)
     lava_target.driver.boot_android(ctx, options)
     return lava_target
+
+
+def _check_android_marker(request: pytest.FixtureRequest, lava: LavaSession, params: dict[str, Any],
+                          options: Any) -> None:
+    """The marker's keywords are deploy_linaro_android_image's parameters (checked like a job's,
+    its URLs' passwords masked) plus ``options``, a list of boot options."""
+    from ..actions import registry
+    from ..core.errors import ProblemList
+
+    where = f"{request.node.nodeid}: @pytest.mark.lava_android"
+    problems = ProblemList(str(request.node.path))
+    if params:
+        registry()["deploy_linaro_android_image"].check(params, problems, "lava_android")
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        problems.add("lava_android.options", "must be a list of strings (name=value boot options)")
+    if problems:
+        lava.masker.add_url_passwords(params)
+        reasons = "; ".join(f"{p.path}: {p.reason}" for p in problems.problems)
+        pytest.fail(lava.masker.mask(f"{where}: {reasons}"), pytrace=False)  # the message, no traceback
+    lava.masker.add_url_passwords(params)
 
 
 @pytest.fixture

@@ -68,3 +68,28 @@ def test_a_module_without_a_board_request_is_a_usage_error(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lava-devices", "devices", timeout=60)
     assert "lava_board" in result.stdout.str() + result.stderr.str()
     assert result.ret != 0
+
+
+def test_a_bad_lava_android_marker_is_a_usage_error_naming_the_keyword(pytester: pytest.Pytester, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The marker's keywords are checked like a job's deploy_linaro_android_image parameters: a typo
+    is named before anything is formatted, and a URL's password never shows."""
+    monkeypatch.setenv("PYTEST_LAVA_STATE", str(tmp_path / "state"))
+    with SimLab(1, tmp_path / "boards", boot_time=0.3) as lab:
+        lab.write_devices(pytester.path / "devices")
+        pytester.makepyfile(test_android_marker="""
+import pytest
+
+pytestmark = [pytest.mark.lava_board(device_type="sim", timeout=60),
+              pytest.mark.lava_android(boot="http://u:s3cr3t@h/boot.tar.bz2", sytem="http://h/s", data="http://h/d",
+                                       options="a=b")]
+
+
+def test_release(adb_device):
+    pass
+""")
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--lava-devices", "devices",
+                                               "--lava-results", "results", timeout=120)
+    out = result.stdout.str() + result.stderr.str()
+    assert "lava_android.sytem" in out and "lava_android.system" in out and "lava_android.options" in out, out
+    assert "s3cr3t" not in out
