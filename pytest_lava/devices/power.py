@@ -93,8 +93,8 @@ class PowerControl:
                 node.sleep(self.retry_pause)
         if not failures:
             raise PowerError(f"{node.path}: no time left to run {field} {shlex.join(argv)}")
-        raise PowerError(
-            f"{node.path}: {field} of {self.device.name} failed: {shlex.join(argv)}",
+        raise PowerError(  # the last attempt's reason on the first line: it is often the whole story
+            f"{node.path}: {field} of {self.device.name} failed: {shlex.join(argv)}: {failures[-1].split(': ', 1)[1]}",
             details="\n".join(failures),
         )
 
@@ -111,7 +111,8 @@ class PowerControl:
                 close_fds=True,
             )
         except OSError as exc:
-            return 127, f"cannot run {argv[0]}: {exc}", time.monotonic() - t0
+            where = f" (relative to {self.cwd})" if self.cwd and not os.path.isabs(argv[0]) and "/" in argv[0] else ""
+            return 127, f"cannot run {argv[0]}{where}: {exc.strerror or exc}", time.monotonic() - t0
         try:
             out, _ = proc.communicate(timeout=timeout)
             status: int | None = proc.returncode
