@@ -18,7 +18,7 @@ from pytest_lava.testdefs.carry import Carried, carry_files, cpio_newc, initrd_w
 from pytest_lava.testdefs.device import DeviceRunner, definition_files
 from pytest_lava.testdefs.helpers import HELPERS, RUNNER_VERSION
 from pytest_lava.testdefs.parse import CaseCollector
-from tests.unit.fake_busybox import BUSYBOX, make_applet_dir, start_shell, stop
+from tests.unit.fake_busybox import BUSYBOX
 
 needs_cpio = pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
@@ -66,15 +66,6 @@ def test_an_initramfs_is_extended_only_if_it_is_a_cpio_archive(tmp_path: Path) -
     assert data[:len(original)] == original and data[len(original):aligned] == b"\0" * (aligned - len(original))
     assert gzip.decompress(data[aligned:]) == cpio_newc(files)
     assert gzip.decompress(data).startswith(base)  # the concatenation, read as the kernel reads it
-
-
-@pytest.fixture
-def shell(tmp_path: Path):  # type: ignore[no-untyped-def]
-    home = tmp_path / "home"
-    home.mkdir()
-    session = start_shell(make_applet_dir(tmp_path / "bin"), home)
-    yield session
-    stop(session)
 
 
 def _carry_onto(lava: str, definition_name: str) -> tuple[list[tuple[str, bytes, str]], Carried]:

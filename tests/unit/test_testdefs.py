@@ -27,7 +27,7 @@ from pytest_lava.testdefs.device import DeviceRunner, ScriptEnv, install_script,
 from pytest_lava.testdefs.model import LAVA_TEST, TESTDEF_1_0, definition_from_data
 from pytest_lava.testdefs.parse import signal_fields, unique_ids
 from pytest_lava.testdefs.transfer import ConsoleTransfer
-from tests.unit.fake_busybox import BUSYBOX, make_applet_dir, start_shell, stop
+from tests.unit.fake_busybox import BUSYBOX
 
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
 
@@ -231,15 +231,6 @@ def test_signal_fields_round_trip(fields: dict[str, str]) -> None:
 
 
 # --- console transfer and the runner on a real busybox shell ---------------------------------
-
-@pytest.fixture
-def shell(tmp_path: Path):  # type: ignore[no-untyped-def]
-    home = tmp_path / "home"
-    home.mkdir()
-    session = start_shell(make_applet_dir(tmp_path / "bin"), home)
-    yield session
-    stop(session)
-
 
 @needs_busybox
 @pytest.mark.parametrize("base64_tool", [True, False], ids=["base64", "printf-od"])

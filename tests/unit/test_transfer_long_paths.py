@@ -16,19 +16,10 @@ from pathlib import Path
 import pytest
 
 from pytest_lava.testdefs.transfer import MAX_LINE, ConsoleTransfer, TransferError
-from tests.unit.fake_busybox import BUSYBOX, make_applet_dir, start_shell, stop
+from tests.unit.fake_busybox import BUSYBOX
 
 pytestmark = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
 EDITOR_KEEPS = 1022  # busybox CONFIG_FEATURE_EDITING_MAX_LEN (1024) less the end of line
-
-
-@pytest.fixture
-def shell(tmp_path: Path):  # type: ignore[no-untyped-def]
-    home = tmp_path / "home"
-    home.mkdir()
-    session = start_shell(make_applet_dir(tmp_path / "bin"), home)
-    yield session
-    stop(session)
 
 
 def _long_dir(tmp_path: Path, total: int) -> Path:
