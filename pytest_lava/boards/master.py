@@ -129,11 +129,11 @@ class MasterBoard(AndroidMaster, BoardDriver):
                 if problem:
                     problems.add(f"{path}.options[{i}]", f"{problem} (board type 'master')")
         if action.command == "boot_linaro_android_image":
-            import shutil
+            from ..android.adb import INSTALL_HINT, AdbMissing, find_adb
 
-            from ..android.adb import INSTALL_HINT
-
-            if shutil.which("adb") is None:  # the host's, found before any board is touched
+            try:  # the host's client, found before any board is touched
+                find_adb()
+            except AdbMissing:
                 problems.add(path, f"the adb client is not on this host's PATH: {INSTALL_HINT}")
         if action.command in ("deploy_linaro_image", "deploy_linaro_android_image"):
             fs = params.get("rootfstype", "ext4")

@@ -43,12 +43,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_lava.android.adb import free_port  # outside the ports the adb server uses or probes
 from pytest_lava.core.deadline import Deadline
 
 DEVICE = Path(__file__).resolve().parents[2] / "lab" / "adbd"  # the lab image's device side
 SOURCE = DEVICE / "adbd.c"
 TOOLS = ("getprop", "setprop", "start", "stop")
-EMULATOR_PORTS = range(5554, 5586)  # the adb server probes these as emulators: never use them
 
 
 def read_props(path: Path) -> dict[str, str]:
@@ -149,17 +149,6 @@ def make_jail(root: Path, deadline: Deadline | float | None = 60.0) -> None:
     if check.stdout.strip() != "ok":
         raise AdbdUnavailable(f"the chroot in {root} does not work (is {busybox} static? busybox-static is): "
                               f"{check.stderr.strip()}")
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 outside the adb server's emulator range."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in EMULATOR_PORTS:
-            return port
-    raise AdbdUnavailable("no free port outside 5554-5585")
 
 
 @dataclass
