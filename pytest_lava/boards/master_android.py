@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import shlex
-import time
 from typing import TYPE_CHECKING
 
 from ..android.adb import AdbDevice, AdbError, AdbServer
@@ -155,7 +154,7 @@ class AndroidMaster:
                 if "is gone" in exc.message or node.remaining() < 2:
                     raise AdbError(f"{node.path}: adbd of {dev.name} at {dev.adb_address} did not answer: "
                                    f"{exc.message}", details=exc.details) from None
-                time.sleep(1)
+                node.sleep(1)
         took = device.wait_boot_completed(ctx.deadline.child(dev.timeout("android_boot_completed", 300),
                                                              "wait for sys.boot_completed=1"))
         release = device.getprop("ro.build.version.release", ctx.deadline)
