@@ -36,10 +36,12 @@ import threading
 import time
 from pathlib import Path
 
+from . import simpower
+from .simpower import STATE_FILE, send_power
 from .simshell import Logout, PowerOff, Reboot, SimShell
 from .simtexts import UBOOT_BANNER, boot_log
 
-STATE_FILE = "simboard.json"
+__all__ = ["STATE_FILE", "SimBoard", "send_power"]
 
 
 class PowerCut(Exception):  # noqa: N818 - control flow: the power state changed under the board
@@ -359,18 +361,6 @@ class SimBoard:
             self._close_console()
 
 
-def send_power(state_dir: Path, command: str, timeout: float = 10.0) -> str:
-    """Send a power command to the board serving ``state_dir``; its new state ("on"/"off")."""
-    info = json.loads((Path(state_dir) / STATE_FILE).read_text())
-    address = str(info.get("address", "127.0.0.1"))
-    with socket.create_connection((address, int(info["control_port"])), timeout=timeout) as conn:
-        conn.sendall(command.encode() + b"\n")
-        reply = conn.recv(256).decode().strip()
-    if not reply.startswith("ok "):
-        raise RuntimeError(f"simboard {info['name']}: {reply or 'no reply'}")
-    return reply[3:]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_lava.testing.simboard",
                                      description="A simulated board (a fake) serving a console on TCP.")
@@ -384,18 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--on-reset", choices=("keep", "drop"), default="keep")
     serve.add_argument("--off", action="store_true", help="start powered off")
     serve.add_argument("--address", default="127.0.0.1", help="the local address to listen on")
-    power = sub.add_parser("power", help="power the board serving --state-dir on/off/reset")
-    power.add_argument("command", choices=("on", "off", "reset", "status", "stop"))
-    power.add_argument("--state-dir", type=Path, required=True)
-    power.add_argument("--timeout", type=float, default=10.0)
+    simpower.add_arguments(sub.add_parser("power", help="power the board serving --state-dir on/off/reset"))
     args = parser.parse_args(argv)
     if args.what == "power":
-        try:
-            print(send_power(args.state_dir, args.command, args.timeout))
-        except (OSError, ValueError, RuntimeError) as exc:
-            print(f"simboard power {args.command}: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        return simpower.run(args)
     board = SimBoard(args.name, args.port, args.state_dir, boot_time=args.boot_time, latency=args.latency,
                      on_reset=args.on_reset, powered=not args.off, address=args.address)
     board.serve()

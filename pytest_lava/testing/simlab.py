@@ -48,7 +48,8 @@ class SimBoardProcess:
         return self.proc.pid
 
     def power_command(self, action: str) -> str:
-        argv = [sys.executable, "-m", "pytest_lava.testing.simboard", "power", action,
+        # the PDU client by path, without site or the package: it starts in ~40 ms, not ~110 ms
+        argv = [sys.executable, "-I", "-S", str(Path(__file__).with_name("simpower.py")), action,
                 "--state-dir", str(self.state_dir)]
         return shlex.join(argv)
 
