@@ -9,6 +9,7 @@ setup actions are fixtures that call :meth:`JobRun.execute` once each, in job or
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -141,6 +142,7 @@ class JobRun:
         self.bundle_path: Path | None = None
         self.submit_ok = True
         self._started = False
+        self._finishing = threading.Lock()  # a job's own thread and the session's end may both finish it
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -286,6 +288,10 @@ class JobRun:
 
     def finish(self, *, interrupted: bool = False) -> Path | None:
         """Run the submit actions and write the results, whatever happened. Idempotent."""
+        with self._finishing:
+            return self._finish(interrupted)
+
+    def _finish(self, interrupted: bool) -> Path | None:
         if self.finished:
             return self.bundle_path
         self.finished = True

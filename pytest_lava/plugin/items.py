@@ -168,10 +168,16 @@ def _job_namespace(module: JobModule) -> types.ModuleType:
 
     def lava_job(**_: Any) -> Iterator[JobRun]:
         run = lava.run_for(job)
+        background = lava.background.get(job.id)  # the job runs on a thread of its own (claims.py)
         try:
-            run.start()
-            if run.fatal is not None:
-                raise run.fatal
+            if background is not None:
+                background.wait_started()
+                if background.start_error is not None:
+                    raise background.start_error
+            else:
+                run.start()
+                if run.fatal is not None:
+                    raise run.fatal
             yield run
         finally:
             module.finish()
@@ -182,7 +188,11 @@ def _job_namespace(module: JobModule) -> types.ModuleType:
     for action, name in module.chain.fixtures:
         def setup_action(action: ActionDef = action, previous: str = previous, **kwargs: Any) -> JobRun:
             run: JobRun = kwargs[previous]
-            run.execute(action)
+            background = lava.background.get(job.id)
+            if background is not None:
+                background.wait(action)
+            else:
+                run.execute(action)
             return run
 
         setup_action.__doc__ = f"{action.command} (action {action.index + 1} of {job.name!r})"
@@ -192,10 +202,14 @@ def _job_namespace(module: JobModule) -> types.ModuleType:
     def lava_action(request: pytest.FixtureRequest) -> None:
         item = request.node
         run: JobRun = request.getfixturevalue(module.chain.before(item.action.index))
-        if run.fatal is not None:  # a setup action after the last test action failed
+        background = lava.background.get(job.id)
+        if background is None and run.fatal is not None:  # a setup action after the last test action failed
             raise run.fatal
         try:
-            item.cases = run.execute(item.action, on_cases=item.report_live)
+            if background is not None:  # the same outcome, from the job's own thread
+                item.cases = background.wait(item.action, on_cases=item.report_live)
+            else:
+                item.cases = run.execute(item.action, on_cases=item.report_live)
         except TestFailure as exc:  # a failing test action is a failure, not an error
             item.failure = exc
             item.cases = list(getattr(exc, "cases", []))  # the cases it got before failing

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .claims import Claims, claim_name, job_unit
 from .items import item_paths
 
 UnitKey = tuple[str, str]
@@ -56,10 +57,10 @@ class JobUnits:
         self._by_basename: dict[str, dict[str, str]] = {}
         self._hosts: dict[str, Hosts] = {}
         for path, variants in jobs.items():
-            names = {name: f"{path}#{job.variant}" for name, job in item_paths(variants).items()}
+            names = {name: job_unit(job) for name, job in item_paths(variants).items()}
             if hosts_of_job is not None:
                 for job in variants:
-                    self._hosts[f"{path}#{job.variant}"] = hosts_of_job(job)
+                    self._hosts[job_unit(job)] = hosts_of_job(job)
             self._by_path[path.resolve()] = names
             self._by_basename.setdefault(path.name, {}).update(names)
 
@@ -99,15 +100,22 @@ class JobScheduling:
     workers are still starting (eight workers take seconds to start on two cores). A unit is kept
     for each worker still starting, so an early worker does not take two jobs while another
     worker would have none; when the units left are all kept so, the early worker is told to shut
-    down after its job — which lets it run its last item now."""
+    down after its job — which lets it run its last item now.
+
+    With ``claims`` (workers on this host, see claims.py), a worker that is up claims the jobs of
+    workers still starting and runs them side by side: it is sent every job it claimed, a job
+    claimed by one worker never goes to another, and a worker with nothing to do waits while ``-n``
+    jobs are in flight."""
 
     def __init__(self, numnodes: int, unit_of: Callable[[str], UnitKey],
                  log: Callable[..., None] | None = None,
                  collection_mismatch: Callable[[str], None] | None = None,
                  hosts_of: Callable[[UnitKey], Hosts] | None = None,
                  node_hosts: Callable[[Any], frozenset[str]] = worker_hosts,
-                 unroutable: Callable[[UnitKey, frozenset[str], list[str]], None] | None = None) -> None:
+                 unroutable: Callable[[UnitKey, frozenset[str], list[str]], None] | None = None,
+                 claims: Claims | None = None) -> None:
         self.numnodes = numnodes
+        self.claims = claims
         self.unit_of = unit_of
         self.hosts_of = hosts_of or (lambda key: None)
         self.node_hosts = node_hosts
@@ -155,6 +163,7 @@ class JobScheduling:
             if self.collection_mismatch is not None:
                 self.collection_mismatch(node.gateway.id)
             self.lost += 1
+            self._release_claims_of(node)
             return
         self.collections[node] = list(collection)
 
@@ -167,8 +176,10 @@ class JobScheduling:
         for key, unit in work.items():
             rest = {nodeid: False for nodeid, done in unit.items() if not done}
             if rest:
+                self._release(key)
                 self.workqueue[key] = rest
                 self.workqueue.move_to_end(key, last=False)
+        self._release_claims_of(node)  # claimed, never sent: another worker may run them
         for other in self.nodes:
             self._reschedule(other)
         return crashed
@@ -177,7 +188,14 @@ class JobScheduling:
 
     def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
         nodeid = self.collections[node][item_index]
-        self.assigned[node][self.unit_of(nodeid)][nodeid] = True
+        key = self.unit_of(nodeid)
+        unit = self.assigned[node][key]
+        unit[nodeid] = True
+        if self.claims is not None and all(unit.values()):
+            self._release(key)  # one job fewer in flight: a waiting worker may take one
+            for other in self.nodes:
+                if other is not node:
+                    self._reschedule(other)
         self._reschedule(node)
 
     def mark_test_pending(self, item: str) -> None:
@@ -191,6 +209,7 @@ class JobScheduling:
             if not self._starting():  # every worker is up: what no host can run is known now
                 self._drop_unroutable()
             for node in self.nodes:
+                self._assign_claimed(node)
                 self._reschedule(node)
             return
         collections = list(self.collections.values())
@@ -209,6 +228,8 @@ class JobScheduling:
         for node in self.nodes:  # one unit each first, so every worker starts at once
             if node not in self.collections:
                 continue
+            if self._assign_claimed(node) or (self._full() and self.workqueue):
+                continue  # running what it claimed; or waiting for a job in flight to end
             if not self._assign(node):
                 node.shutdown()
         for node in self.nodes:
@@ -225,25 +246,58 @@ class JobScheduling:
                 if self.unroutable is not None:
                     self.unroutable(key, hosts, list(unit))
 
-    def _next_for(self, node: Any) -> UnitKey | None:
-        """The first queued unit this worker's host may run."""
+    def _candidates(self, node: Any) -> Iterator[UnitKey]:
+        """The queued units this worker's host may run and no other worker has claimed, in order."""
         mine = self.node_hosts(node)
-        for key in self.workqueue:
+        for key in list(self.workqueue):
             hosts = self.hosts_of(key)
-            if hosts is None or hosts & mine:
-                return key
-        return None
+            if (hosts is None or hosts & mine) and self._owner(key) in (None, node.gateway.id):
+                yield key
 
     def _assign(self, node: Any) -> bool:
         """Send the worker its next unit; False if there is none it may run."""
-        key = self._next_for(node)
-        if key is None:
+        for key in self._candidates(node):
+            if key[0] != "job" or self.claims is None:
+                self._send(node, key)
+                return True
+            owner = self.claims.claim(claim_name(key[1]), node.gateway.id)
+            if owner in (None, node.gateway.id):  # None: the claims are gone (the session's end)
+                self._send(node, key)
+                return True
+        return False
+
+    def _assign_claimed(self, node: Any) -> bool:
+        """Send the worker every queued job it claimed itself (it is running them already)."""
+        if self.claims is None or node not in self.collections:
             return False
+        mine = [key for key in self.workqueue if key[0] == "job" and self._owner(key) == node.gateway.id]
+        for key in mine:
+            self._send(node, key)
+        return bool(mine)
+
+    def _owner(self, key: UnitKey) -> str | None:
+        if self.claims is None or key[0] != "job":
+            return None
+        return self.claims.owner(claim_name(key[1]))
+
+    def _release(self, key: UnitKey) -> None:
+        if self.claims is not None and key[0] == "job":
+            self.claims.release(claim_name(key[1]))
+
+    def _release_claims_of(self, node: Any) -> None:
+        for key in list(self.workqueue):
+            if self._owner(key) == node.gateway.id:
+                self._release(key)
+
+    def _full(self) -> bool:
+        """``-n`` jobs are in flight: a worker with nothing to do waits (claims only)."""
+        return self.claims is not None and self.claims.in_flight() >= self.numnodes
+
+    def _send(self, node: Any, key: UnitKey) -> None:
         unit = self.workqueue.pop(key)
         self.assigned[node][key] = unit
         index = {nodeid: i for i, nodeid in enumerate(self.collections[node])}
         node.send_runtest_some([index[nodeid] for nodeid, done in unit.items() if not done])
-        return True
 
     def _reschedule(self, node: Any) -> None:
         if node.shutting_down or node not in self.collections:
@@ -251,6 +305,8 @@ class JobScheduling:
         while (pending := _pending(self.assigned[node])) <= 1:
             if not self.workqueue:
                 node.shutdown()
+            elif pending == 0 and self._full():
+                return  # it gets work when a job in flight is done (mark_test_complete)
             elif pending == 0 or len(self.workqueue) > self._starting():
                 if not self._assign(node):  # nothing left this worker's host may run
                     node.shutdown()
@@ -266,7 +322,8 @@ def _pending(work: dict[UnitKey, dict[str, bool]]) -> int:
 
 
 def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any,
-                   hosts_of_job: Callable[[Any], Hosts] | None = None) -> JobScheduling:
+                   hosts_of_job: Callable[[Any], Hosts] | None = None,
+                   claims: Claims | None = None) -> JobScheduling:
     """The scheduler for a session with LAVA jobs (called from the xdist hook in wiring.py)."""
     units = JobUnits(jobs, config.rootpath, str(config.getoption("dist", "load")), hosts_of_job)
 
@@ -281,7 +338,7 @@ def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any,
                      "(dispatcher_host), and no worker runs there: add one (--tx ssh=HOST//python=...)"))
 
     return JobScheduling(worker_count(config), units.key, log=log, collection_mismatch=mismatch,
-                         hosts_of=units.hosts, unroutable=unroutable)
+                         hosts_of=units.hosts, unroutable=unroutable, claims=claims)
 
 
 def job_hosts(boards: Sequence[Any]) -> Hosts:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import pytest
 
     from ..devices.leasing import PoolBackend
+    from ..jobs.background import BackgroundRun
+    from ..jobs.job import ActionDef
 
 
 @dataclass
@@ -41,6 +43,7 @@ class LavaSession:
     options: LavaOptions
     masker: Masker = field(default_factory=Masker)
     runs: dict[str, JobRun] = field(default_factory=dict)
+    background: dict[str, BackgroundRun] = field(default_factory=dict)  # jobs on threads of their own
     live_fd: int | None = None
     _devices: DeviceSet | None = None
     _devices_error: InputError | None = None
@@ -157,6 +160,15 @@ class LavaSession:
                 self.runs[job.id] = run
             return run
 
+    def start_background(self, job: Job, steps: list[ActionDef]) -> BackgroundRun:
+        """Run ``job``'s ``steps`` on a thread of its own, ahead of its items (plugin/claims.py)."""
+        from ..jobs.background import BackgroundRun
+
+        background = BackgroundRun(self.run_for(job), steps)
+        self.background[job.id] = background
+        background.start()
+        return background
+
     def start_run(self, plan: Plan) -> JobRun:
         """A started run of a plan made elsewhere (the ``lava_target`` fixture's actionless job):
         its board leased, unless ``run.fatal`` says why not."""
@@ -177,7 +189,12 @@ class LavaSession:
     def finish_job(self, job: Job) -> list[tuple[str, bool, str]]:
         """Finish the job's run; its submit steps as (name, ok, message) for the reports."""
         run = self.runs.get(job.id)
-        if run is None or run.finished:
+        if run is None:
+            return []
+        background = self.background.pop(job.id, None)
+        if background is not None:
+            background.join()  # its thread finishes the job as soon as its last action is done
+        elif run.finished:
             return []
         run.finish()
         message = (f"submitting the results failed; the bundle is kept in {run.options.results_dir}/spool"
@@ -187,6 +204,8 @@ class LavaSession:
                 for action in job.submit_actions() or ([None] if self.options.submit else [])]
 
     def finish_all(self, *, interrupted: bool) -> None:
+        for background in self.background.values():
+            background.cancel()  # no further action; the one running ends by itself or with the board
         for run in list(self.runs.values()):
             try:
                 run.finish(interrupted=interrupted)

@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +24,9 @@ from .items import SESSION_KEY, JobItem, collector_for
 from .reporting import ExtraReports, attach, step_report
 from .session import JOB_SUFFIXES, LavaSession, options_from
 from .shipping import RESULTS_ATTR, pack, ships
+
+if TYPE_CHECKING:
+    from .claims import Claims
 
 _LIVE_FD: int | None = None
 
@@ -188,21 +192,64 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 def _nodeid_outside_rootdir(config: pytest.Config, path: Path) -> dict[str, str]:
     """A job file outside the rootdir gets a node id that names it (``../jobs/x.yaml``): pytest would
-    give every such file the same empty one, and jobs must stay apart (xdist, JUnit, -k)."""
-    try:
-        path.resolve().relative_to(config.rootpath.resolve())
-        return {}
-    except ValueError:
-        return {"nodeid": Path(os.path.relpath(path.resolve(), config.rootpath.resolve())).as_posix()}
+    give every such file the same empty one, and jobs must stay apart (xdist, JUnit, -k). Once per
+    file: pytest collects a directory again for each file argument in it (N job files, N² calls)."""
+    known = config.stash.setdefault(_NODEIDS, {})
+    if path not in known:
+        resolved, root = path.resolve(), config.rootpath.resolve()
+        known[path] = {} if resolved.is_relative_to(root) else {
+            "nodeid": Path(os.path.relpath(resolved, root)).as_posix()}
+    return known[path]
 
 
-@pytest.hookimpl(optionalhook=True)
+_NODEIDS = pytest.StashKey[dict[Path, dict[str, str]]]()
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: object) -> None:
-    """xdist, on the controller: workers on other hosts ship their jobs' results back."""
+    """xdist, on the controller: workers on other hosts ship their jobs' results back; workers on
+    this host learn where the claims are (claims.py)."""
+    from .claims import for_node
     from .shipping import mark_node
 
     mark_node(node)
+    for_node(node, _claims(node.config))  # type: ignore[attr-defined]
+
+
+def _claims(config: pytest.Config) -> Claims | None:
+    """The session's claims directory (on the xdist controller of a session with jobs), made once."""
+    if config.stash.get(SESSION_KEY, None) is None or hasattr(config, "workerinput"):
+        return None
+    claims = config.stash.get(_CLAIMS, None)
+    if claims is None:
+        from .claims import Claims
+
+        claims = config.stash[_CLAIMS] = Claims.create()
+    return claims
+
+
+_CLAIMS = pytest.StashKey["Claims"]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """An xdist worker, before its controller hears of its collection: claim and start jobs."""
+    lava = session.config.stash.get(SESSION_KEY, None)
+    if lava is not None and hasattr(session.config, "workerinput"):
+        from .claims import claim_and_start
+
+        claim_and_start(session, lava)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    claims = config.stash.get(_CLAIMS, None)
+    if claims is not None:
+        claims.remove()
+    if hasattr(config, "workerinput") and config.stash.get(SESSION_KEY, None) is not None:
+        # an xdist worker is a process of its own that ends now: freeze the heap before pytest's
+        # own last garbage collection, which would walk all of it (~0.05 s) while the controller,
+        # and the user, wait for this worker to end (see _quick_exit for the rest of the exit)
+        gc.freeze()
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
@@ -218,7 +265,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
         except InputError:
             return None  # reported by the workers' collection
 
-    return make_scheduler(config, lava.jobs_by_file(), log, hosts_of_job)
+    return make_scheduler(config, lava.jobs_by_file(), log, hosts_of_job, claims=_claims(config))
 
 
 @pytest.hookimpl(wrapper=True)

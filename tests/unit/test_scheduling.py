@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_lava.plugin.claims import Claims
 from pytest_lava.plugin.scheduling import JobScheduling
 
 
@@ -272,3 +273,73 @@ def test_the_pool_refuses_a_board_of_another_host(tmp_path: Path) -> None:
         assert lease.device.name == "net-01"
     with pool.acquire(target="mine", device_type=None, deadline=Deadline(1, "j")) as lease:
         assert lease.device.name == "mine"
+
+
+# -- claims: a worker that is up runs the jobs of workers still starting (plugin/claims.py) ------
+
+
+def claimed(tmp_path: Path, n: int) -> tuple[list[FakeNode], JobScheduling, Claims]:
+    claims = Claims(tmp_path)
+    nodes = [FakeNode(f"gw{i}") for i in range(n)]
+    sched = JobScheduling(n, unit_of, claims=claims)
+    for node in nodes:
+        sched.add_node(node)
+    return nodes, sched, claims
+
+
+def claim(claims: Claims, job: str, worker: str) -> str | None:
+    from pytest_lava.plugin.claims import claim_name
+
+    return claims.claim(claim_name(job), worker)
+
+
+def test_a_worker_is_sent_every_job_it_claimed_and_nobody_else_gets_them(tmp_path: Path) -> None:
+    nodes, sched, claims = claimed(tmp_path, 3)
+    assert claim(claims, "a.yaml", "gw0") == "gw0" and claim(claims, "b.yaml", "gw0") == "gw0"
+    assert claim(claims, "b.yaml", "gw1") == "gw0"  # the first to claim owns it
+    sched.add_node_collection(nodes[0], COLLECTION)
+    sched.schedule()
+    assert nodes[0].sent == [0, 1, 2, 3, 4]  # both its jobs, at once: it is running them already
+    sched.add_node_collection(nodes[1], COLLECTION)
+    sched.schedule()
+    assert nodes[1].sent == [5, 6]  # c.yaml: the controller claims it for gw1
+    assert claim(claims, "c.yaml", "gw2") == "gw1"
+
+
+def test_a_worker_with_nothing_to_do_waits_while_n_jobs_are_in_flight(tmp_path: Path) -> None:
+    collection = [f"j{i}.yaml::x[{k}]" for i in range(3) for k in (1, 2)]
+    nodes, sched, claims = claimed(tmp_path, 2)
+    claim(claims, "j0.yaml", "gw0")
+    claim(claims, "j1.yaml", "gw0")
+    for node in nodes:
+        sched.add_node_collection(node, collection)
+    sched.schedule()
+    assert nodes[0].sent == [0, 1, 2, 3]
+    assert nodes[1].sent == [] and not nodes[1].shutting_down  # two jobs in flight with -n 2: it waits
+    sched.mark_test_complete(nodes[0], 0)
+    sched.mark_test_complete(nodes[0], 1)  # j0 is done: one job in flight
+    assert nodes[1].sent == [4, 5]
+    assert claims.in_flight() == 2
+
+
+def test_a_crashed_workers_claims_go_back_to_the_others(tmp_path: Path) -> None:
+    nodes, sched, claims = claimed(tmp_path, 2)
+    claim(claims, "a.yaml", "gw1")  # gw1 claimed, then died before its collection arrived
+    sched.add_node_collection(nodes[0], COLLECTION)
+    sched.schedule()
+    assert nodes[0].sent == [2, 3, 4]  # not a.yaml: gw1 holds it
+    sched.remove_node(nodes[1])
+    sched.mark_test_complete(nodes[0], 2)
+    sched.mark_test_complete(nodes[0], 3)
+    assert nodes[0].sent[3:5] == [0, 1]  # a.yaml, now free
+    assert claim(claims, "a.yaml", "gw9") == "gw0"
+
+
+def test_claims_run_everything_exactly_once(tmp_path: Path) -> None:
+    nodes, sched, claims = claimed(tmp_path, 2)
+    claim(claims, "b.yaml", "gw1")
+    ran = drive(sched, nodes)
+    everything = sorted(nodeid for items in ran.values() for nodeid in items)
+    assert everything == sorted(COLLECTION)
+    assert all(i.startswith("b.yaml") is False for i in ran["gw0"])
+    assert claims.in_flight() == 0  # every claim released as its job ended

@@ -1,0 +1,142 @@
+"""A job run on a thread of its own, ahead of its pytest items.
+
+An xdist worker that claimed several jobs (plugin/claims.py) runs each of them here, side by side,
+while pytest works through the items one job after another: an item's setup (the job's fixtures,
+``lava_action``) then *waits* for its action's outcome instead of running the action itself. The
+thread runs exactly the actions the items would have run, in the same order and by the same rules —
+a failed setup action stops the job (later items are errors with its reason), a failing or broken
+test action does not — and then finishes the job (board off, bundle, submit, lease released) as
+soon as its last action is done, not when pytest reaches the job's last item.
+
+The test cases an action reports reach the item waiting for it as they come (so the item that is
+running shows its cases live); a job further down the queue hands its cases over when pytest gets to
+it. Every wait has a deadline: the job's own, plus :data:`FINISH_GRACE` for finishing it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..actions.spec import SETUP
+from ..core.errors import InfrastructureError, LavaBug, LavaError
+
+if TYPE_CHECKING:
+    from ..results.model import CaseResult
+    from .job import ActionDef
+    from .runner import JobRun
+
+FINISH_GRACE = 900.0  # beyond the job's deadline: submitting (its own timeouts) and powering off
+_DONE = object()
+
+
+@dataclass
+class _Step:
+    action: ActionDef
+    live: queue.Queue[object] = field(default_factory=queue.Queue)  # case lists, then _DONE
+    cases: list[CaseResult] = field(default_factory=list)
+    error: LavaError | None = None
+    ran: bool = False
+    skipped: bool = False  # never run: an earlier setup action failed, or the session ended
+
+
+class BackgroundRun:
+    """``run``'s ``steps`` (the actions its items need, in order) on a thread, then ``run.finish()``."""
+
+    def __init__(self, run: JobRun, steps: list[ActionDef]) -> None:
+        self.run = run
+        self._steps = {action.index: _Step(action) for action in steps}
+        self._order = list(steps)
+        self._started = threading.Event()  # the board is leased (or start_error says why not)
+        self.start_error: LavaError | None = None
+        self._cancel = threading.Event()
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"lava-job-{run.job.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Run no further action (the session is ending); the action running goes on to its end."""
+        self._cancel.set()
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            self.run.start()
+            self.start_error = self.run.fatal
+            self._started.set()
+            for action in self._order:
+                if self._cancel.is_set() or self.run.fatal is not None:
+                    break
+                self._run_step(self._steps[action.index])
+        except BaseException as exc:  # a bug of ours: the items still get an answer
+            self.run.note(f"job thread crashed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            self.run.fatal = self.run.fatal or LavaBug(f"job {self.run.job.id}: its thread crashed: {exc}")
+        finally:
+            self._started.set()
+            for step in self._steps.values():
+                if not step.ran:
+                    step.skipped = True
+                    step.live.put(_DONE)
+            try:
+                self.run.finish()
+            except Exception as exc:  # the bundle's writer has logged what it could
+                self.run.note(f"finishing the job failed: {exc}")
+            finally:
+                self.finished.set()
+
+    def _run_step(self, step: _Step) -> None:
+        step.ran = True
+        try:
+            step.cases = self.run.execute(step.action, on_cases=step.live.put)
+        except LavaError as exc:
+            step.error = exc
+            step.cases = list(getattr(exc, "cases", []))
+        finally:
+            step.live.put(_DONE)
+        if step.error is not None and step.action.kind == SETUP:
+            self.run.fatal = self.run.fatal or step.error  # execute() has set it; later steps are not run
+
+    # -- the items --------------------------------------------------------------------------
+
+    def wait_started(self) -> None:
+        """The ``lava_job`` fixture: until the board is leased (the lease's own deadline bounds it)."""
+        if not self._started.wait(timeout=self._limit()):
+            raise InfrastructureError(f"job {self.run.job.id}: no board was leased by the job's deadline")
+
+    def wait(self, action: ActionDef, on_cases: Callable[[list[CaseResult]], None] | None = None
+             ) -> list[CaseResult]:
+        """An item's (or fixture's) action: its test cases as they come, then its outcome."""
+        step = self._steps.get(action.index)
+        if step is None:
+            raise LavaBug(f"job {self.run.job.id}: action {action.command} was not planned on its thread")
+        while True:
+            try:
+                got = step.live.get(timeout=self._limit())
+            except queue.Empty:
+                raise InfrastructureError(f"job {self.run.job.id}: {action.command} did not end by the job's "
+                                          "deadline") from None
+            if got is _DONE:
+                break
+            if on_cases is not None:
+                on_cases(got)  # type: ignore[arg-type]
+        if step.skipped:
+            raise self.run.fatal or InfrastructureError(f"job {self.run.job.id}: {action.command} was not run "
+                                                        "(the session is ending)")
+        if step.error is not None:
+            raise step.error
+        return step.cases
+
+    def _limit(self) -> float:
+        return self.run.deadline.remaining_or(7 * 86400.0) + FINISH_GRACE
+
+    def join(self) -> None:
+        """The job's end (its module's teardown): until the thread has finished the job."""
+        if not self.finished.wait(timeout=self._limit()):
+            raise InfrastructureError(f"job {self.run.job.id}: finishing the job did not end in time")

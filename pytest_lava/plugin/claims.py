@@ -1,0 +1,175 @@
+"""Who runs which job under xdist: claims, so a worker that is up starts the jobs of workers still
+starting, each on a thread of its own, at once.
+
+Eight xdist workers take seconds to start on a small host (each imports pytest and collects every
+job); with one job per worker, the last job's board would be powered on only when the last worker
+is up. Instead, a worker that has collected *claims* jobs while other workers are still starting and
+runs them side by side (:class:`pytest_lava.jobs.background.BackgroundRun`), as many as ``-n`` allows
+in flight: with ``-n 8`` and eight jobs, the first worker up starts all eight at once and the other
+workers, finding nothing left, shut down.
+
+A claim is a file per job in a directory the controller makes for the session (``workerinput``
+carries its path to workers on this host; workers on other hosts, ``--tx ssh=``, never claim and run
+their jobs one at a time). Whoever creates a job's file first (``O_EXCL``) owns the job: a worker at
+the end of its collection, before its controller hears of it; the controller when it gives a worker
+a job. The controller sends a worker the jobs it claimed, and releases a claim when the job's items
+are done (or its worker is gone), so the files in the directory are the jobs in flight.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from ..jobs.job import ActionDef, Job
+    from .session import LavaSession
+
+WORKERINPUT_KEY = "lava_claims"  # the claims directory, for workers on this host
+_LOCK = ".lock"
+
+
+def job_unit(job: Job) -> str:
+    """A job's (one kernel_matrix variant's) work unit, as the scheduler names it: ``<file>#<variant>``."""
+    return f"{Path(job.file).resolve()}#{job.variant}"
+
+
+def claim_name(unit: str) -> str:
+    """The file name of a unit's claim."""
+    return hashlib.sha256(unit.encode()).hexdigest()[:24]
+
+
+class Claims:
+    """The claims directory: one file per job in flight, holding the id of the worker that runs it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    @classmethod
+    def create(cls) -> Claims:
+        return cls(Path(tempfile.mkdtemp(prefix="pytest-lava-claims-")))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def claim(self, unit: str, worker: str) -> str | None:
+        """Claim ``unit`` for ``worker``; the worker that holds it now (None: the directory is gone)."""
+        path = self.directory / unit
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return self.owner(unit)
+        except OSError:
+            return None
+        try:
+            os.write(fd, worker.encode())
+        finally:
+            os.close(fd)
+        return worker
+
+    def owner(self, unit: str) -> str | None:
+        try:
+            return (self.directory / unit).read_text() or None
+        except OSError:
+            return None
+
+    def release(self, unit: str) -> None:
+        try:
+            (self.directory / unit).unlink()
+        except OSError:
+            pass
+
+    def in_flight(self) -> int:
+        try:
+            return sum(1 for name in os.listdir(self.directory) if name != _LOCK)
+        except OSError:
+            return 0
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held while a worker claims several jobs, so two workers never overfill ``-n``."""
+        fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held by a worker for the few milliseconds of its claims
+            yield
+        finally:
+            os.close(fd)
+
+
+# -- the controller ---------------------------------------------------------------------------
+
+
+def for_node(node: Any, claims: Claims | None) -> None:
+    """``pytest_configure_node``: a worker on this host learns where the claims are."""
+    if claims is not None and getattr(node.gateway.spec, "popen", False):
+        node.workerinput[WORKERINPUT_KEY] = str(claims.directory)
+
+
+# -- a worker ---------------------------------------------------------------------------------
+
+
+def claim_and_start(session: pytest.Session, lava: LavaSession) -> list[str]:
+    """At the end of a worker's collection (before its controller hears of it): claim jobs while
+    there is room in ``-n``, and start each claimed one on a thread of its own. The claimed jobs'
+    ids."""
+    config = session.config
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    directory = workerinput.get(WORKERINPUT_KEY)
+    if not directory or _not_running(config):
+        return []
+    claims, worker = Claims(Path(directory)), str(workerinput.get("workerid", "?"))
+    room = int(workerinput.get("workercount", 1))
+    started: list[str] = []
+    with claims.locked():
+        room -= claims.in_flight()
+        for job, steps in job_steps(session.items):
+            if room <= 0:
+                break
+            if _host_bound(lava, job):
+                continue  # its boards must be run from given hosts: the controller routes it
+            if claims.claim(claim_name(job_unit(job)), worker) == worker:
+                lava.start_background(job, steps)
+                started.append(job.id)
+                room -= 1
+    return started
+
+
+def _host_bound(lava: LavaSession, job: Job) -> bool:
+    from ..core.errors import InputError
+    from .scheduling import job_hosts
+
+    try:
+        return job_hosts(lava.plan(job).boards) is not None
+    except InputError:
+        return True  # reported by the item; never claimed
+
+
+def _not_running(config: pytest.Config) -> bool:
+    return any(config.getoption(name, False) for name in ("collectonly", "setuponly", "setupplan"))
+
+
+def job_steps(items: list[pytest.Item]) -> list[tuple[Job, list[ActionDef]]]:
+    """Each job of ``items`` (in order) with the actions its selected items would run, in order:
+    each item's chain of setup actions (its module's fixtures) and then its own action."""
+    from .items import JobItem
+
+    jobs: dict[str, tuple[Job, list[ActionDef]]] = {}
+    for item in items:
+        if not isinstance(item, JobItem):
+            continue
+        job, steps = jobs.setdefault(item.job.id, (item.job, []))
+        done = {a.index for a in steps}
+        for action, _name in item.parent.chain.fixtures:  # type: ignore[union-attr]
+            if action.index < item.action.index and action.index not in done:
+                steps.append(action)
+        steps.append(item.action)
+    return list(jobs.values())

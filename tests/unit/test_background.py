@@ -1,0 +1,117 @@
+"""A job on a thread of its own (jobs/background.py): the items get the outcomes in order, live
+cases reach the waiting item, a failed setup action stops the job, the session's end stops it
+after the action running, and the job is finished exactly once, by its thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from pytest_lava.actions.spec import SETUP, TEST
+from pytest_lava.core.deadline import Deadline
+from pytest_lava.core.errors import InfrastructureError, TestFailure
+from pytest_lava.jobs.background import BackgroundRun
+from pytest_lava.results.model import CaseResult
+
+
+@dataclass
+class Action:
+    index: int
+    command: str
+    kind: str
+
+
+@dataclass
+class Job:
+    id: str = "job"
+
+
+@dataclass
+class FakeRun:
+    """What BackgroundRun uses of a JobRun; ``script`` says what each action does."""
+
+    script: dict[int, object]
+    job: Job = field(default_factory=Job)
+    deadline: Deadline = field(default_factory=lambda: Deadline(30, "job"))
+    fatal: object = None
+    finished: int = 0
+    ran: list[int] = field(default_factory=list)
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def execute(self, action: Action, on_cases=None) -> list[CaseResult]:
+        self.ran.append(action.index)
+        what = self.script.get(action.index)
+        if what == "wait":
+            self.gate.wait(10)
+        if isinstance(what, list):
+            for case in what:
+                on_cases([case])
+            return list(what)
+        if isinstance(what, Exception):
+            if action.kind == SETUP:
+                self.fatal = what
+            raise what
+        return []
+
+    def finish(self, *, interrupted: bool = False) -> None:
+        self.finished += 1
+
+
+def steps(*kinds: str) -> list[Action]:
+    return [Action(i, f"action{i}", kind) for i, kind in enumerate(kinds)]
+
+
+def test_outcomes_in_order_with_live_cases() -> None:
+    cases = [CaseResult("a", "pass"), CaseResult("b", "fail")]
+    run = FakeRun({1: cases, 2: TestFailure("red")})
+    plan = steps(SETUP, TEST, TEST, TEST)
+    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
+    background.start()
+    background.wait_started()
+    assert background.wait(plan[0]) == []
+    seen: list[str] = []
+    assert background.wait(plan[1], on_cases=lambda got: seen.extend(c.test_case_id for c in got)) == cases
+    assert seen == ["a", "b"]
+    with pytest.raises(TestFailure):
+        background.wait(plan[2])
+    assert background.wait(plan[3]) == []  # a failing test action does not stop the job
+    background.join()
+    assert run.ran == [0, 1, 2, 3] and run.finished == 1
+
+
+def test_a_failed_setup_action_stops_the_job() -> None:
+    broken = InfrastructureError("no network")
+    run = FakeRun({1: broken})
+    plan = steps(SETUP, SETUP, TEST)
+    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
+    background.start()
+    background.join()
+    assert run.ran == [0, 1] and run.finished == 1
+    with pytest.raises(InfrastructureError) as got:
+        background.wait(plan[2])  # never run: the items after it get the setup's reason
+    assert got.value is broken
+
+
+def test_the_sessions_end_stops_it_after_the_action_running() -> None:
+    run = FakeRun({0: "wait"})
+    plan = steps(TEST, TEST)
+    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
+    background.start()
+    while not run.ran:
+        time.sleep(0.01)
+    background.cancel()
+    run.gate.set()
+    background.join()
+    assert run.ran == [0] and run.finished == 1
+    assert background.wait(plan[0]) == []
+    with pytest.raises(InfrastructureError, match="not run"):
+        background.wait(plan[1])
