@@ -18,7 +18,7 @@ from ..devices.directory import DeviceSet
 from .job import ActionDef, Job
 
 if TYPE_CHECKING:
-    from ..boards import BoardTypeLookup
+    from ..boards import BoardDriver, BoardTypeLookup
 
 
 @dataclass
@@ -79,10 +79,15 @@ def board_problems(job: Job, boards: list[Device], lookup: BoardTypeLookup | Non
         if action.kind != SUBMIT and action.spec.run is None:
             problems.add(f"{action.path}.command", f"{action.command!r} is part of the job format but has no "
                          "implementation in pytest-lava yet (no board type runs it)")
+    kinds: dict[str, BoardDriver | None] = {}  # one driver per board type asks for all its boards
     for device in boards:
-        try:
-            kind = make_board_type(device.board_type, lookup)
-        except ConfigurationError:  # an unknown board type is the device's problem, reported at run time
+        if device.board_type not in kinds:
+            try:
+                kinds[device.board_type] = make_board_type(device.board_type, lookup)
+            except ConfigurationError:  # an unknown board type is the device's problem, reported at run time
+                kinds[device.board_type] = None
+        kind = kinds[device.board_type]
+        if kind is None:
             continue
         for action in job.actions:
             reason = kind.accepts(action, device)
