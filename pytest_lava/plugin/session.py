@@ -204,11 +204,14 @@ class LavaSession:
                 for action in job.submit_actions() or ([None] if self.options.submit else [])]
 
     def finish_all(self, *, interrupted: bool) -> None:
-        for background in self.background.values():
+        cut = set()  # jobs whose thread is still going (-x, a crash): their results are incomplete
+        for job_id, background in self.background.items():
             background.cancel()  # no further action; the one running ends by itself or with the board
+            if not background.finished.is_set():
+                cut.add(job_id)
         for run in list(self.runs.values()):
             try:
-                run.finish(interrupted=interrupted)
+                run.finish(interrupted=interrupted or run.job.id in cut)
             except Exception as exc:  # one job's failure must not lose the others' results
                 self._echo(f"pytest-lava: finishing job {run.job.id} failed: {exc}")
 

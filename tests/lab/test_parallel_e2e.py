@@ -3,8 +3,9 @@
 The jobs ask for the device type, not a board: the pool leases three different x86_64 boards,
 each job power-cycles its board with the device file's command, reaches the shell once and runs
 two test definitions. Every item of a job runs on one xdist worker (the plugin's scheduler), so a
-job boots one board once; every test case is one JUnit testcase. Boards this test powered on are
-stopped by labctl (by PID) at the end."""
+job boots one board once; every test case is one JUnit testcase. The first worker up claims all
+three jobs (plugin/claims.py) and runs them side by side: the boards boot at the same time. Boards
+this test powered on are stopped by labctl (by PID) at the end."""
 
 from __future__ import annotations
 
@@ -80,3 +81,15 @@ def test_three_jobs_on_three_lab_boards_at_once(tmp_path: Path, stop_new_boards:
         assert console.count("Linux version") == 1, f"job{i} booted {console.count('Linux version')} times"
         assert {r["test_id"] for r in bundle["test_runs"]} >= {f"who-{i}", f"check-{i}", "lava"}
     assert len(hosts) == JOBS, hosts  # each job on its own board
+
+    workers = {line.split()[0] for line in proc.stdout.splitlines() if line.startswith("[gw")}
+    assert len(workers) == 1, workers  # the first worker up claimed every job (-n 3: room for three)
+    windows = [console_window(results / f"job{i}" / "console.log") for i in range(JOBS)]
+    assert max(start for start, _ in windows) < min(end for _, end in windows), windows  # side by side
+
+
+def console_window(log: Path) -> tuple[str, str]:
+    """The first and last timestamps (HH:MM:SS.mmm) of a console log."""
+    stamps = [line.split()[0] for line in log.read_text(errors="replace").splitlines()
+              if line[:2].isdigit() and line[2:3] == ":"]
+    return stamps[0], stamps[-1]
