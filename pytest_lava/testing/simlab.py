@@ -174,11 +174,16 @@ class SimLab:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m pytest_lava.testing.simlab",
-                                     description="Run N simulated boards (fakes) until Ctrl-C.")
+                                     description="Run N simulated boards (fakes) until Ctrl-C or SIGTERM.")
     parser.add_argument("--boards", type=int, default=4)
     parser.add_argument("--dir", type=Path, required=True, help="work dir; devices go to DIR/devices")
     parser.add_argument("--boot-time", type=float, default=2.0)
     args = parser.parse_args()
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill PID` stops the boards too, not only Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop)
     with SimLab(args.boards, args.dir, boot_time=args.boot_time) as lab:
         lab.write_devices(args.dir / "devices")
         for board in lab.boards:
