@@ -188,6 +188,10 @@ class Watchdog:
             # wake at least every minute even for a far deadline (cheap), stop at once when asked
             self._stop.wait(min(remaining, 60.0))
 
+    def abort(self) -> None:
+        """Fire now, before the deadline: what runs under it is to stop (the session is ending)."""
+        self._fire()
+
     def _fire(self) -> None:
         with self._lock:
             self.fired = True

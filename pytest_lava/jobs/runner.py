@@ -143,6 +143,7 @@ class JobRun:
         self.submit_ok = True
         self._started = False
         self._finishing = threading.Lock()  # a job's own thread and the session's end may both finish it
+        self.aborting = False  # the session is ending under a running action (abort())
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -264,7 +265,9 @@ class JobRun:
             self.note(f"[ACTION-E] {action.command} is finished with error ({_first_line(message)})")
             wrapped = exc if isinstance(exc, LavaError) else LavaBug(
                 f"{action.command} crashed: {type(exc).__name__}: {exc}", details=traceback.format_exc())
-            if isinstance(exc, InfrastructureError):
+            if self.aborting:  # stopped from outside (-x, Ctrl-C): neither the board's fault nor the job's
+                pass
+            elif isinstance(exc, InfrastructureError):
                 self.infrastructure_failed = True
                 self.infrastructure_reason = _first_line(str(exc))
             elif isinstance(exc, JobError):
@@ -285,6 +288,14 @@ class JobRun:
         return ctx.cases
 
     # -- the end ----------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Stop the action running on another thread (the session is ending): its console and
+        child processes are closed by the watchdog's closers, and what it raises then counts
+        against neither the board's health nor the job."""
+        self.aborting = True
+        if self.watchdog is not None:
+            self.watchdog.abort()
 
     def finish(self, *, interrupted: bool = False) -> Path | None:
         """Run the submit actions and write the results, whatever happened. Idempotent."""

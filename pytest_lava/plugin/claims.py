@@ -23,6 +23,8 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
 WORKERINPUT_KEY = "lava_claims"  # the claims directory, for workers on this host
 _LOCK = ".lock"
+_DONE = ".done"
 
 
 def job_unit(job: Job) -> str:
@@ -49,7 +52,9 @@ def claim_name(unit: str) -> str:
 
 
 class Claims:
-    """The claims directory: one file per job in flight, holding the id of the worker that runs it."""
+    """The claims directory: one file per job in flight, holding the id of the worker that runs it
+    (written before it appears: a claim is never seen empty), and ``<claim>.done`` once the job
+    was finished on a claimer's thread."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
@@ -62,19 +67,22 @@ class Claims:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def claim(self, unit: str, worker: str) -> str | None:
-        """Claim ``unit`` for ``worker``; the worker that holds it now (None: the directory is gone)."""
-        path = self.directory / unit
+        """Claim ``unit`` for ``worker``: the worker that holds it now (None: the directory is gone,
+        the session is over)."""
+        tmp = self.directory / f"{unit}.{worker}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            tmp.write_text(worker)
+        except OSError:
+            return None
+        try:
+            os.link(tmp, self.directory / unit)  # atomic, and fails if the claim exists
+            return worker
         except FileExistsError:
             return self.owner(unit)
         except OSError:
             return None
-        try:
-            os.write(fd, worker.encode())
         finally:
-            os.close(fd)
-        return worker
+            tmp.unlink(missing_ok=True)
 
     def owner(self, unit: str) -> str | None:
         try:
@@ -82,25 +90,48 @@ class Claims:
         except OSError:
             return None
 
+    def owned_by(self, worker: str) -> list[str]:
+        return [unit for unit in self._units() if self.owner(unit) == worker]
+
     def release(self, unit: str) -> None:
+        for path in (self.directory / unit, self.directory / f"{unit}{_DONE}"):
+            path.unlink(missing_ok=True)
+
+    def mark_done(self, unit: str) -> None:
         try:
-            (self.directory / unit).unlink()
+            (self.directory / f"{unit}{_DONE}").touch()
         except OSError:
             pass
 
+    def is_done(self, unit: str) -> bool:
+        return (self.directory / f"{unit}{_DONE}").exists()
+
     def in_flight(self) -> int:
+        return len(self._units())
+
+    def _units(self) -> list[str]:
         try:
-            return sum(1 for name in os.listdir(self.directory) if name != _LOCK)
+            return [name for name in os.listdir(self.directory) if "." not in name]
         except OSError:
-            return 0
+            return []
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Held while a worker claims several jobs, so two workers never overfill ``-n``."""
+    def locked(self, timeout: float = 10.0) -> Iterator[bool]:
+        """Held while a worker claims several jobs, so two workers never overfill ``-n`` (a few
+        milliseconds); False if it could not be had in ``timeout`` seconds (then claim nothing)."""
         fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held by a worker for the few milliseconds of its claims
-            yield
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(0.005)
+            yield True
         finally:
             os.close(fd)
 
@@ -127,19 +158,25 @@ def claim_and_start(session: pytest.Session, lava: LavaSession) -> list[str]:
     if not directory or _not_running(config):
         return []
     claims, worker = Claims(Path(directory)), str(workerinput.get("workerid", "?"))
-    room = int(workerinput.get("workercount", 1))
-    started: list[str] = []
-    with claims.locked():
-        room -= claims.in_flight()
-        for job, steps in job_steps(session.items):
-            if room <= 0:
+    wanted = [(job, steps) for job, steps in job_steps(session.items) if not _host_bound(lava, job)]
+    mine: list[tuple[Job, list[ActionDef], str]] = []
+    with claims.locked() as locked:
+        room = int(workerinput.get("workercount", 1)) - claims.in_flight() if locked else 0
+        for job, steps in wanted:
+            if len(mine) >= room:
                 break
-            if _host_bound(lava, job):
-                continue  # its boards must be run from given hosts: the controller routes it
-            if claims.claim(claim_name(job_unit(job)), worker) == worker:
-                lava.start_background(job, steps)
-                started.append(job.id)
-                room -= 1
+            name = claim_name(job_unit(job))
+            if claims.claim(name, worker) == worker:
+                mine.append((job, steps, name))
+    started: list[str] = []
+    for job, steps, name in mine:
+        try:
+            lava.start_background(job, steps, on_finished=lambda name=name: claims.mark_done(name))
+        except Exception as exc:  # the job runs the usual way, when the controller sends it
+            claims.release(name)
+            lava.note(f"pytest-lava: {job.id}: not started ahead of its items: {exc}")
+            continue
+        started.append(job.id)
     return started
 
 

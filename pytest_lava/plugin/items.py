@@ -261,6 +261,9 @@ class JobItem(pytest.Function):
                     tail = ""
                 if tail:
                     text += f"\n--- last console lines ({board.log_path}) ---\n{tail}"
+            kept = getattr(exc, "console_tail", "")  # taken when it failed, on the job's own thread
+            if kept and "last console lines" not in text:
+                text += f"\n{kept}"
             return text
         return super().repr_failure(excinfo)  # type: ignore[return-value]
 

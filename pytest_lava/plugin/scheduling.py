@@ -113,9 +113,11 @@ class JobScheduling:
                  hosts_of: Callable[[UnitKey], Hosts] | None = None,
                  node_hosts: Callable[[Any], frozenset[str]] = worker_hosts,
                  unroutable: Callable[[UnitKey, frozenset[str], list[str]], None] | None = None,
-                 claims: Claims | None = None) -> None:
+                 claims: Claims | None = None,
+                 lost_unit: Callable[[UnitKey, list[str], str], None] | None = None) -> None:
         self.numnodes = numnodes
         self.claims = claims
+        self.lost_unit = lost_unit  # a claimed job that ran where its items cannot be reported
         self.unit_of = unit_of
         self.hosts_of = hosts_of or (lambda key: None)
         self.node_hosts = node_hosts
@@ -163,6 +165,9 @@ class JobScheduling:
             if self.collection_mismatch is not None:
                 self.collection_mismatch(node.gateway.id)
             self.lost += 1
+            # the jobs it claimed run (and end) on its threads all the same: never a second time elsewhere
+            self._drop_claimed(node, "ran on worker {node}, whose collection differed; their results are in the "
+                                     "results directory, but their items cannot be reported")
             self._release_claims_of(node)
             return
         self.collections[node] = list(collection)
@@ -175,10 +180,13 @@ class JobScheduling:
         crashed = next((nodeid for unit in work.values() for nodeid, done in unit.items() if not done), None)
         for key, unit in work.items():
             rest = {nodeid: False for nodeid, done in unit.items() if not done}
-            if rest:
-                self._release(key)
+            if rest and self._done(key):  # finished (and submitted) on its thread: never run it again
+                self._lose(key, list(rest), f"ran to its end on worker {node.gateway.id}, which was gone before "
+                                            "reporting it; its results are in the results directory")
+            elif rest:
                 self.workqueue[key] = rest
                 self.workqueue.move_to_end(key, last=False)
+            self._release(key)
         self._release_claims_of(node)  # claimed, never sent: another worker may run them
         for other in self.nodes:
             self._reschedule(other)
@@ -228,8 +236,8 @@ class JobScheduling:
         for node in self.nodes:  # one unit each first, so every worker starts at once
             if node not in self.collections:
                 continue
-            if self._assign_claimed(node) or (self._full() and self.workqueue):
-                continue  # running what it claimed; or waiting for a job in flight to end
+            if self._assign_claimed(node) or self._full():
+                continue  # running what it claimed; or (below) plain tests, or waiting for a job to end
             if not self._assign(node):
                 node.shutdown()
         for node in self.nodes:
@@ -254,14 +262,17 @@ class JobScheduling:
             if (hosts is None or hosts & mine) and self._owner(key) in (None, node.gateway.id):
                 yield key
 
-    def _assign(self, node: Any) -> bool:
-        """Send the worker its next unit; False if there is none it may run."""
+    def _assign(self, node: Any, jobs: bool = True) -> bool:
+        """Send the worker its next unit (``jobs=False``: only a plain test's); False if there is
+        none it may run."""
         for key in self._candidates(node):
             if key[0] != "job" or self.claims is None:
                 self._send(node, key)
                 return True
+            if not jobs:
+                continue
             owner = self.claims.claim(claim_name(key[1]), node.gateway.id)
-            if owner in (None, node.gateway.id):  # None: the claims are gone (the session's end)
+            if owner == node.gateway.id:
                 self._send(node, key)
                 return True
         return False
@@ -285,9 +296,24 @@ class JobScheduling:
             self.claims.release(claim_name(key[1]))
 
     def _release_claims_of(self, node: Any) -> None:
+        """Every claim file of a worker that is gone (queued or not: its collection may never have come)."""
+        if self.claims is not None:
+            for name in self.claims.owned_by(node.gateway.id):
+                self.claims.release(name)
+
+    def _done(self, key: UnitKey) -> bool:
+        return self.claims is not None and key[0] == "job" and self.claims.is_done(claim_name(key[1]))
+
+    def _drop_claimed(self, node: Any, why: str) -> None:
+        """The queued jobs ``node`` claimed: taken out of the queue and reported as ``why``."""
         for key in list(self.workqueue):
             if self._owner(key) == node.gateway.id:
-                self._release(key)
+                self._lose(key, list(self.workqueue.pop(key)), why.format(node=node.gateway.id))
+
+    def _lose(self, key: UnitKey, nodeids: list[str], why: str) -> None:
+        self.log(f"{key[1]}: {why}")
+        if self.lost_unit is not None:
+            self.lost_unit(key, nodeids, why)
 
     def _full(self) -> bool:
         """``-n`` jobs are in flight: a worker with nothing to do waits (claims only)."""
@@ -305,16 +331,20 @@ class JobScheduling:
         while (pending := _pending(self.assigned[node])) <= 1:
             if not self.workqueue:
                 node.shutdown()
-            elif pending == 0 and self._full():
-                return  # it gets work when a job in flight is done (mark_test_complete)
-            elif pending == 0 or len(self.workqueue) > self._starting():
-                if not self._assign(node):  # nothing left this worker's host may run
-                    node.shutdown()
-                    return
-                continue  # a one-item unit: the worker needs the next one (or a shutdown) to run it
-            else:  # what is left is kept for workers still starting: run the last item now
+                return
+            if self._full():  # -n jobs in flight: plain tests still go, jobs wait
+                if self._assign(node, jobs=False):
+                    continue
+                if pending == 0:
+                    return  # it gets a job when one in flight is done (mark_test_complete)
+                # one item left, which it cannot run before it knows the next: a job, past -n for a moment
+            elif pending and len(self.workqueue) <= self._starting():
+                node.shutdown()  # what is left is kept for workers still starting: run the last item now
+                return
+            if not self._assign(node):  # nothing left this worker's host may run
                 node.shutdown()
-            return
+                return
+            # a one-item unit: the worker needs the next one (or a shutdown) to run it
 
 
 def _pending(work: dict[UnitKey, dict[str, bool]]) -> int:
@@ -337,8 +367,13 @@ def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any,
             longrepr=f"{key[1].rsplit('#', 1)[0]}: its boards must be run from {' or '.join(sorted(hosts))} "
                      "(dispatcher_host), and no worker runs there: add one (--tx ssh=HOST//python=...)"))
 
+    def lost(key: UnitKey, nodeids: list[str], why: str) -> None:
+        config.hook.pytest_collectreport(report=pytest.CollectReport(
+            nodeid=nodeids[0].split("::")[0], outcome="failed", result=[],
+            longrepr=f"{key[1].rsplit('#', 1)[0]}: the job {why}"))
+
     return JobScheduling(worker_count(config), units.key, log=log, collection_mismatch=mismatch,
-                         hosts_of=units.hosts, unroutable=unroutable, claims=claims)
+                         hosts_of=units.hosts, unroutable=unroutable, claims=claims, lost_unit=lost)
 
 
 def job_hosts(boards: Sequence[Any]) -> Hosts:

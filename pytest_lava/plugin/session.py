@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,11 +161,12 @@ class LavaSession:
                 self.runs[job.id] = run
             return run
 
-    def start_background(self, job: Job, steps: list[ActionDef]) -> BackgroundRun:
+    def start_background(self, job: Job, steps: list[ActionDef],
+                         on_finished: Callable[[], None] | None = None) -> BackgroundRun:
         """Run ``job``'s ``steps`` on a thread of its own, ahead of its items (plugin/claims.py)."""
         from ..jobs.background import BackgroundRun
 
-        background = BackgroundRun(self.run_for(job), steps)
+        background = BackgroundRun(self.run_for(job), steps, on_finished=on_finished)
         self.background[job.id] = background
         background.start()
         return background
@@ -204,11 +206,15 @@ class LavaSession:
                 for action in job.submit_actions() or ([None] if self.options.submit else [])]
 
     def finish_all(self, *, interrupted: bool) -> None:
+        from ..jobs.background import ABORT_WAIT
+
         cut = set()  # jobs whose thread is still going (-x, a crash): their results are incomplete
         for job_id, background in self.background.items():
-            background.cancel()  # no further action; the one running ends by itself or with the board
             if not background.finished.is_set():
                 cut.add(job_id)
+                background.stop()  # no further action; the running one aborted
+        for job_id in cut:  # the thread finishes the job (interrupted) once its action gives up
+            self.background[job_id].finished.wait(timeout=ABORT_WAIT)
         for run in list(self.runs.values()):
             try:
                 run.finish(interrupted=interrupted or run.job.id in cut)
@@ -216,6 +222,10 @@ class LavaSession:
                 self._echo(f"pytest-lava: finishing job {run.job.id} failed: {exc}")
 
     # -- output -----------------------------------------------------------------------------
+
+    def note(self, text: str) -> None:
+        """A progress note (shown with --lava-console)."""
+        self._echo(text)
 
     def _echo(self, text: str) -> None:
         if self.options.console:

@@ -37,6 +37,7 @@ class FakeRun:
     job: Job = field(default_factory=Job)
     deadline: Deadline = field(default_factory=lambda: Deadline(30, "job"))
     fatal: object = None
+    aborting: bool = False
     finished: int = 0
     ran: list[int] = field(default_factory=list)
     gate: threading.Event = field(default_factory=threading.Event)
@@ -56,11 +57,18 @@ class FakeRun:
             for case in what:
                 on_cases([case])
             return list(what)
-        if isinstance(what, Exception):
+        if isinstance(what, BaseException):
             if action.kind == SETUP:
                 self.fatal = what
             raise what
         return []
+
+    def abort(self) -> None:
+        self.aborting = True
+        self.gate.set()
+
+    def connected_board(self) -> None:
+        return None
 
     def finish(self, *, interrupted: bool = False) -> None:
         self.finished += 1
@@ -115,3 +123,33 @@ def test_the_sessions_end_stops_it_after_the_action_running() -> None:
     assert background.wait(plan[0]) == []
     with pytest.raises(InfrastructureError, match="not run"):
         background.wait(plan[1])
+
+
+def test_an_action_that_skips_skips_its_item_and_a_finish_error_reaches_the_jobs_end() -> None:
+    skipped = pytest.skip.Exception("not on this board")
+    run = FakeRun({0: skipped})
+    plan = steps(TEST, TEST)
+    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
+
+    def broken_finish(*, interrupted: bool = False) -> None:
+        raise ValueError("the bundle does not validate")
+
+    run.finish = broken_finish  # type: ignore[method-assign]
+    background.start()
+    with pytest.raises(pytest.skip.Exception):
+        background.wait(plan[0])
+    assert background.wait(plan[1]) == []
+    assert background.wait(plan[1]) == []  # asked again: answered at once
+    with pytest.raises(ValueError, match="does not validate"):
+        background.join()
+
+
+def test_the_session_ending_under_a_running_action_aborts_it() -> None:
+    run = FakeRun({0: "wait"})
+    plan = steps(TEST, TEST)
+    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
+    background.start()
+    while not run.ran:
+        time.sleep(0.01)
+    background.join()  # the items are over (-x): the running action is aborted, nothing more runs
+    assert run.aborting and run.ran == [0] and run.finished == 1

@@ -343,3 +343,60 @@ def test_claims_run_everything_exactly_once(tmp_path: Path) -> None:
     assert everything == sorted(COLLECTION)
     assert all(i.startswith("b.yaml") is False for i in ran["gw0"])
     assert claims.in_flight() == 0  # every claim released as its job ended
+
+
+def test_a_worker_gone_before_any_collection_leaves_no_claim_behind(tmp_path: Path) -> None:
+    nodes, sched, claims = claimed(tmp_path, 2)
+    claim(claims, "a.yaml", "gw1")
+    claim(claims, "b.yaml", "gw1")
+    sched.remove_node(nodes[1])  # before anything was collected
+    assert claims.in_flight() == 0
+    sched.add_node_collection(nodes[0], COLLECTION)
+    sched.schedule()
+    assert nodes[0].sent[:2] == [0, 1]  # a.yaml is free again
+
+
+def test_plain_tests_do_not_wait_for_jobs_in_flight(tmp_path: Path) -> None:
+    nodes, sched, claims = claimed(tmp_path, 2)
+    for job in ("a.yaml", "b.yaml"):
+        claim(claims, job, "gw0")
+    for node in nodes:
+        sched.add_node_collection(node, COLLECTION)
+    sched.schedule()
+    assert nodes[0].sent == [0, 1, 2, 3, 4]
+    assert nodes[1].sent and all(COLLECTION[i].startswith("t.py") for i in nodes[1].sent)  # -n 2 jobs in flight
+
+
+def test_a_job_finished_on_a_crashed_workers_thread_is_reported_not_run_again(tmp_path: Path) -> None:
+    from pytest_lava.plugin.claims import claim_name
+
+    lost: list[tuple[str, list[str]]] = []
+    claims = Claims(tmp_path)
+    nodes = [FakeNode("gw0"), FakeNode("gw1")]
+    sched = JobScheduling(2, unit_of, claims=claims, lost_unit=lambda key, ids, why: lost.append((key[1], ids)))
+    for node in nodes:
+        sched.add_node(node)
+    claim(claims, "a.yaml", "gw0")
+    claim(claims, "b.yaml", "gw0")
+    sched.add_node_collection(nodes[0], COLLECTION)
+    sched.schedule()
+    claims.mark_done(claim_name("b.yaml"))  # b's thread finished (and submitted); a's had not
+    sched.remove_node(nodes[0])
+    assert lost == [("b.yaml", ["b.yaml::x[1]", "b.yaml::x[2]", "b.yaml::x[3]"])]
+    assert "a.yaml" in {key[1] for key in sched.workqueue} and "b.yaml" not in {key[1] for key in sched.workqueue}
+    assert claims.in_flight() == 0
+
+
+def test_jobs_claimed_by_a_worker_with_another_collection_are_reported_not_run_again(tmp_path: Path) -> None:
+    lost: list[str] = []
+    claims = Claims(tmp_path)
+    nodes = [FakeNode("gw0"), FakeNode("gw1")]
+    sched = JobScheduling(2, unit_of, claims=claims, collection_mismatch=lambda where: None,
+                          lost_unit=lambda key, ids, why: lost.append(key[1]))
+    for node in nodes:
+        sched.add_node(node)
+    sched.add_node_collection(nodes[0], COLLECTION)
+    sched.schedule()
+    claim(claims, "c.yaml", "gw1")  # gw1 claimed c and started it, but collected something else
+    sched.add_node_collection(nodes[1], COLLECTION[:-1])
+    assert lost == ["c.yaml"] and all(key[1] != "c.yaml" for key in sched.workqueue)
