@@ -245,11 +245,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     claims = config.stash.get(_CLAIMS, None)
     if claims is not None:
         claims.remove()
-    if hasattr(config, "workerinput") and config.stash.get(SESSION_KEY, None) is not None:
-        # an xdist worker is a process of its own that ends now: freeze the heap before pytest's
-        # own last garbage collection, which would walk all of it (~0.05 s) while the controller,
-        # and the user, wait for this worker to end (see _quick_exit for the rest of the exit)
+    if config.stash.get(SESSION_KEY, None) is not None and _process_ends_with(config):
+        # freeze the heap before pytest's own last garbage collection, which would walk all of it
+        # (~0.05 s in each process: a worker's exit is waited for by its controller, the
+        # controller's by the user); see _quick_exit for the rest of the exit
         gc.freeze()
+
+
+def _process_ends_with(config: pytest.Config) -> bool:
+    """This session is the whole process: an xdist worker, or the ``pytest`` command itself (its
+    arguments are the command line's, no plugin objects passed in) — never pytest.main() called
+    inside a longer-lived program, such as pytester's inline runs."""
+    if hasattr(config, "workerinput"):
+        return True
+    params = config.invocation_params
+    return not params.plugins and tuple(params.args) == tuple(sys.argv[1:])
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
