@@ -2,9 +2,11 @@
 
 Bare: the lab's x86_64 kernel and busybox initramfs in QEMU with the device's own flags
 (``devices/qemu-x86_64-01.yaml``), the serial console on a pty driven by pexpect: wait for the shell
-prompt, two commands, exit (QEMU killed). pytest-lava: ``pytest --lava-job`` of the same boot on the
-same device with a two-case inline Test Definition 1.0 (one passing, one failing case), from the
-start of the pytest process to its exit, bundle written. Both pay QEMU's own start-up and boot.
+prompt, two commands, exit (QEMU stopped with SIGTERM and a wait, as the harness stops it; pexpect's
+own sleeps before each send and after the close are switched off). pytest-lava: ``pytest
+--lava-job`` of the same boot on the same device with a two-case inline Test Definition 1.0 (one
+passing, one failing case), from the start of the pytest process to its exit, bundle written.
+Both pay QEMU's own start-up and boot.
 
 The order of the two alternates from round to round. Prints each round, the median of each phase
 (to QEMU's start, the boot to the first prompt, the commands, the end to the exit: pytest-lava's
