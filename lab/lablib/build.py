@@ -123,10 +123,12 @@ def build(force: bool = False, refresh: bool = False) -> list[str]:
         (root / "init").symlink_to("bin/busybox")  # busybox init as PID 1, straight from the initramfs
         x86.mkdir(parents=True, exist_ok=True)
         shutil.copy2(trees["x86_64_kernel"] / f"boot/vmlinuz-{kx86}", x86 / "vmlinuz")
-        images.cpio_gz(root, x86 / "initramfs.cpio.gz")
+        images.vmlinux_of(x86 / "vmlinuz", x86 / "vmlinux")  # what the qemu device boots (PVH)
+        images.cpio_gz(root, x86 / "initramfs.cpio.gz", plain=x86 / "initramfs.cpio")
 
-    step("x86_64-kernel+initramfs", [x86 / "vmlinuz", x86 / "initramfs.cpio.gz"], [debs["x86_64_kernel"]],
-         x86_images)
+    step("x86_64-kernel+initramfs",
+         [x86 / "vmlinuz", x86 / "initramfs.cpio.gz", x86 / "vmlinux", x86 / "initramfs.cpio"],
+         [debs["x86_64_kernel"]], x86_images)
 
     def arm_initrd() -> None:
         arm.mkdir(parents=True, exist_ok=True)

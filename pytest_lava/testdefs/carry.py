@@ -4,8 +4,8 @@ A board type that builds what it boots can put the device-side files in it: QEMU
 boot appends one more archive to the initramfs (:func:`initrd_with`: the kernel unpacks every
 ``newc`` cpio archive of a concatenation, compressed or not, over the one before). What is carried
 (:func:`carry_files`): the helpers of ``$LAVA_DIR/bin`` with their ``.version``, the files of the
-definitions the next ``lava_test_shell`` will run, and a stamp ``$LAVA_DIR/.carried`` holding the
-boot's random id.
+definitions the next ``lava_test_shell`` will run, and a stamp ``$LAVA_DIR/.carried-<id>`` named
+by the boot's random id (and holding it).
 
 The board reports what it carried as a :class:`Carried`. The device runner sends none of those
 files and checks, in the first command it runs (a guard around it, in the same line: no extra
@@ -50,7 +50,9 @@ class Carried:
 
     @property
     def stamp_path(self) -> str:
-        return f"{self.lava_dir}/{STAMP}"
+        """Named by the boot's id, so the guard is a shell builtin (``[ -e ]``, no ``$(cat)`` fork:
+        ~10 ms under TCG) and a stamp of an earlier boot never matches."""
+        return f"{self.lava_dir}/{STAMP}-{self.ident}"
 
     @property
     def stamp_line(self) -> str:

@@ -214,7 +214,7 @@ class DeviceRunner:
             else:
                 on_line(line)
 
-        guarded = (f'if [ "$(cat {shlex.quote(carried.stamp_path)} 2>/dev/null)" = {carried.stamp_line} ]; '
+        guarded = (f"if [ -e {shlex.quote(carried.stamp_path)} ]; "
                    f"then {command}; else echo {CARRY_MISSING[:10]}''{CARRY_MISSING[10:]}; fi")
         status = self.shell.stream(guarded, deadline, unless_missing, inactivity=inactivity)
         carried.verified = not missing

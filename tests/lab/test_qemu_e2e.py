@@ -80,3 +80,27 @@ def test_deploy_of_a_missing_kernel_names_it_and_starts_nothing(tmp_path: Path, 
     out = p.stdout + p.stderr
     assert p.returncode != 0 and str(tmp_path / "no-such-vmlinuz") in out
     assert "started qemu" not in out
+
+
+def test_the_device_boots_its_own_uncompressed_kernel_with_the_drivers_only(tmp_path: Path, lab_built: Path) -> None:
+    """No deploy: qemu-x86_64-01's own kernel and initramfs (lab/README.md, "Boot time"): the ELF
+    vmlinux entered through PVH (no real-mode setup, no decompressor), the plain cpio, and an rcS
+    that loads no filesystem module without a disk."""
+    job = {"job_name": "qemu-own", "device_type": "qemu", "timeout": 300, "actions": [
+        {"command": "boot_linaro_image"},
+        {"command": "lava_test_shell", "parameters": {"testdefs": [{
+            "metadata": {"format": "Lava-Test Test Definition 1.0", "name": "own", "description": "own kernel"},
+            "run": {"steps": ["lava-test-case net-driver --shell 'lsmod | grep -q ^virtio_net'",
+                              "lava-test-case no-fs-modules --shell '! lsmod | grep -q ^ext4'",
+                              "lava-test-case eth0-up --shell 'ip addr show eth0 | grep -q 10.0.2.15'",
+                              "lava-test-case no-crypto-tests --shell 'grep -q cryptomgr.notests /proc/cmdline'"]}}]}}]}
+    p = run_job(tmp_path, job)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-4000:]
+    for case in ("net-driver", "no-fs-modules", "eth0-up", "no-crypto-tests"):
+        assert re.search(rf"PASSED .*::{case}\b", out), (case, out[-3000:])
+    log = next((tmp_path / "results").glob("*/console.log")).read_text()
+    started = next(line for line in log.splitlines() if "started qemu-system-x86_64" in line)
+    assert "lab/build/x86_64/vmlinux " in started  # (the -initrd is the carried copy of initramfs.cpio)
+    assert "Linux version" in log
+    assert "Probing EDD" not in log  # the bzImage's real-mode setup: not run on a PVH entry

@@ -43,7 +43,8 @@ def test_the_carried_archive_holds_helpers_definition_and_stamp(tmp_path: Path) 
         assert os.access(lava / "bin" / name, os.X_OK)
     assert (lava / "tests/0_smoke/run.sh").read_bytes() == extra[0][1]
     assert not os.access(lava / "tests/0_smoke/testdef.yaml", os.X_OK)
-    assert (lava / ".carried").read_text() == f"{carried.stamp_line}\n"
+    assert (lava / f".carried-{carried.ident}").read_text() == f"{carried.stamp_line}\n"
+    assert carried.stamp_path == f"/lava/.carried-{carried.ident}"
     assert set(carried.files) == {path for path, _, _ in files} - {carried.stamp_path}
 
 

@@ -139,3 +139,27 @@ def test_bytes_read_just_before_a_drop_are_kept() -> None:
 
 def test_kill_process_is_public_and_the_old_name_still_works() -> None:
     assert _kill_process is kill_process
+
+
+def test_kill_process_waits_for_a_process_that_takes_time_to_exit() -> None:
+    """The wait (a pidfd) lasts until the process has exited and returns its status."""
+    import subprocess
+
+    proc = subprocess.Popen(["sh", "-c", "trap 'sleep 0.2; exit 3' TERM; while :; do sleep 0.01; done"],
+                            start_new_session=True)
+    time.sleep(0.2)  # the trap is set
+    start = time.monotonic()
+    status = kill_process(proc, grace=5.0)
+    took = time.monotonic() - start
+    assert status in (3, -15)  # the shell's trap, or SIGTERM if it came before the trap was set
+    assert took < 1.0 and proc.returncode == status
+
+
+def test_kill_process_escalates_to_sigkill_after_the_grace() -> None:
+    import subprocess
+
+    proc = subprocess.Popen(["sh", "-c", "trap '' TERM; while :; do sleep 0.01; done"], start_new_session=True)
+    time.sleep(0.2)
+    start = time.monotonic()
+    assert kill_process(proc, grace=0.3) == -9
+    assert 0.3 <= time.monotonic() - start < 2.0
