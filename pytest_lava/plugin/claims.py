@@ -158,7 +158,7 @@ def claim_and_start(session: pytest.Session, lava: LavaSession) -> list[str]:
     if not directory or _not_running(config):
         return []
     claims, worker = Claims(Path(directory)), str(workerinput.get("workerid", "?"))
-    wanted = [(job, steps) for job, steps in job_steps(session.items) if not _host_bound(lava, job)]
+    wanted = [(job, steps) for job, steps in job_steps(session.items) if not _unclaimable(lava, job)]
     mine: list[tuple[Job, list[ActionDef], str]] = []
     with claims.locked() as locked:
         room = int(workerinput.get("workercount", 1)) - claims.in_flight() if locked else 0
@@ -180,14 +180,18 @@ def claim_and_start(session: pytest.Session, lava: LavaSession) -> list[str]:
     return started
 
 
-def _host_bound(lava: LavaSession, job: Job) -> bool:
-    from ..core.errors import InputError
+def _unclaimable(lava: LavaSession, job: Job) -> bool:
+    """A job the controller must route itself, or that must not share this process with another:
+    its boards must be run from given hosts (``dispatcher_host``), or a ``pytest_lava_board_type``
+    hook answers with a driver *instance* (one object, which jobs running side by side would share)."""
     from .scheduling import job_hosts
 
     try:
-        return job_hosts(lava.plan(job).boards) is not None
-    except InputError:
-        return True  # reported by the item; never claimed
+        boards = lava.plan(job).boards
+        return job_hosts(boards) is not None or any(
+            not isinstance(lava.board_type_hook(name), type) for name in {b.board_type for b in boards})
+    except Exception:  # an invalid job, an unknown board type, a broken hook: its items report it
+        return True
 
 
 def _not_running(config: pytest.Config) -> bool:

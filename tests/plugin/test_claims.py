@@ -174,3 +174,19 @@ def test_only_the_actions_of_selected_items_run(pytester: pytest.Pytester, lab: 
     result, outcomes, ran = run(pytester, ["mixed.yaml"], "-n", "2", "-k", "passes")
     assert result.ret == 0, result.stdout.str()
     assert [r["action"] for r in ran] == ["deploy", "passes"]
+
+
+def test_jobs_whose_board_type_hook_answers_an_instance_never_share_a_process(
+        pytester: pytest.Pytester, lab: Path) -> None:
+    """One driver object would serve jobs running side by side: such jobs are not claimed."""
+    pytester.makeconftest(CONFTEST.replace("return HostOnly if name", "return HostOnly() if name"))
+    jobs = []
+    for n in range(2):
+        (lab / f"job{n}.yaml").write_text(SLEEPY.format(name=f"job{n}"))
+        jobs.append(f"job{n}.yaml")
+    result, outcomes, ran = run(pytester, jobs, "-n", "2")
+    assert result.ret == 0, result.stdout.str()
+    boots = sorted((r for r in ran if r["action"] == "boot"), key=lambda r: r["start"])
+    assert len(boots) == 2
+    side_by_side = boots[1]["start"] < boots[0]["end"]
+    assert not (side_by_side and boots[0]["pid"] == boots[1]["pid"]), boots
