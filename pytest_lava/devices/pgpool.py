@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 
+from ..core.errors import InfrastructureError
 from .device import Device
 from .health import BoardState, HealthRules
 from .leasing import Holder, Lease, PoolBackend
@@ -140,6 +142,10 @@ class PostgresPool(PoolBackend):
         self._ids: dict[str, int] = {}
         self._held: set[str] = set()
         self._orphans: list[PgLease] = []
+        # the threads of one process share one session, where advisory locks are re-entrant: the
+        # check of _held, the lock and the update of _held are one step, or two jobs running side by
+        # side in one process (plugin/claims.py) could both lease the same board
+        self._leasing = threading.RLock()
         self._ready = False
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -198,6 +204,21 @@ class PostgresPool(PoolBackend):
 
     def try_any(self, devices: Sequence[Device], *, job: str = "") -> Lease | None:
         self._setup()
+        with self._one_at_a_time("leasing a board"):
+            return self._try_any(devices, job)
+
+    @contextmanager
+    def _one_at_a_time(self, what: str) -> Iterator[None]:
+        t = self.db.timeouts
+        if not self._leasing.acquire(timeout=2 * (t.statement + t.connect) + 5):
+            raise InfrastructureError(f"board pool {self.db.name}: {what}: another thread of this process "
+                                      "stayed busy leasing")
+        try:
+            yield
+        finally:
+            self._leasing.release()
+
+    def _try_any(self, devices: Sequence[Device], job: str) -> Lease | None:
         self._reap()
         ids = [self._ids[d.name] for d in devices if d.name not in self._held]
         if not ids:
@@ -230,6 +251,10 @@ class PostgresPool(PoolBackend):
         return PgLease(device, self, board_id, generation, log_id)
 
     def _unlock(self, lease: PgLease) -> None:
+        with self._one_at_a_time("releasing a board"):
+            self._release(lease)
+
+    def _release(self, lease: PgLease) -> None:
         self._held.discard(lease.device.name)
         if lease.generation != self.db.generation:
             return  # taken on a connection since lost: the server released it with that session

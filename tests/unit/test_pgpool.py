@@ -17,7 +17,7 @@ import pytest
 
 from pytest_lava.core.deadline import Deadline
 from pytest_lava.core.errors import InfrastructureError
-from pytest_lava.devices.leasing import NoBoardAvailable
+from pytest_lava.devices.leasing import Lease, NoBoardAvailable
 from pytest_lava.devices.pgdb import Timeouts
 from pytest_lava.devices.pgpool import PostgresPool, double_leases
 from pytest_lava.testing.postgres import PostgresServer, PostgresUnavailable
@@ -85,6 +85,34 @@ def test_two_leases_in_one_process_never_share_a_board(pool: PostgresPool) -> No
     assert again.held and pool.status()["arm-01"]["busy"] is True
     again.release()
     assert pool.status()["arm-01"]["busy"] is False
+
+
+def test_threads_leasing_side_by_side_in_one_process_never_share_a_board(pool: PostgresPool) -> None:
+    """Jobs on threads of one process (xdist claims) share its session: the lock and the pool's
+    record of its boards are one step, or two threads both got the same board."""
+    import threading
+
+    devices = list(pool.devices.values())
+    start = threading.Barrier(8)
+    held: list[Lease] = []  # kept: a lease nobody holds is given back
+
+    def lease() -> None:
+        start.wait(timeout=10)
+        for _ in range(20):
+            lease = pool.try_any(devices, job="t")
+            if lease is not None:
+                held.append(lease)
+                return
+
+    threads = [threading.Thread(target=lease) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    got = sorted(lease.device.name for lease in held)
+    assert got == sorted(d.name for d in devices), got  # each board once, no more
+    for lease in held:
+        lease.release()
 
 
 def test_a_forgotten_lease_is_given_back_by_the_next_pool_call(pool: PostgresPool) -> None:
