@@ -18,15 +18,13 @@ are done (or its worker is gone), so the files in the directory are the jobs in 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,21 +117,17 @@ class Claims:
     def locked(self, timeout: float = 10.0) -> Iterator[bool]:
         """Held while a worker claims several jobs, so two workers never overfill ``-n`` (a few
         milliseconds); False if it could not be had in ``timeout`` seconds (then claim nothing)."""
-        fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        yield False
-                        return
-                    time.sleep(0.005)
+        from ..artifacts.download import DownloadError, locked
+        from ..core.deadline import Deadline
+
+        held = ExitStack()
+        try:  # the flock the download cache waits on, with a deadline
+            held.enter_context(locked(self.directory / _LOCK, Deadline(timeout, "claims"), "the claims"))
+        except DownloadError:
+            yield False
+            return
+        with held:
             yield True
-        finally:
-            os.close(fd)
 
 
 # -- the controller ---------------------------------------------------------------------------

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugin.test_live_cases import HOST_ONLY_BOARD
+
 CONFTEST = """
 import json
 import os
 import time
 
-from pytest_lava.boards import BoardDriver
 from pytest_lava.core.errors import InfrastructureError, TestFailure
 from pytest_lava.results.model import CaseResult
 
@@ -46,19 +47,7 @@ def host_test(ctx, params):
         raise InfrastructureError("the lab broke")
 
 
-class HostOnly(BoardDriver):
-    name = "host-only"
-
-    def test_shell(self, ctx):
-        raise AssertionError("not used")
-
-    def power_off(self, ctx):
-        pass
-
-
-def pytest_lava_board_type(name):
-    return HostOnly if name == "host-only" else None
-
+""" + HOST_ONLY_BOARD + """
 
 def pytest_lava_actions():
     from pytest_lava.actions.spec import SETUP, TEST, ActionSpec, Param

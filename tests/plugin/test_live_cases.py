@@ -5,20 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-CONFTEST = """
-import json
-import os
-
+HOST_ONLY_BOARD = """
 from pytest_lava.boards import BoardDriver
-from pytest_lava.results.model import CaseResult
-
-EVENTS = []
-
-
-def _two_cases(ctx, params):  # reports a case, then keeps running, then reports another
-    ctx.report([CaseResult("first", "pass")])
-    ctx.report([CaseResult("second", "fail", message="boom")])
-    ctx.cases.append(CaseResult("at-the-end", "pass"))  # known only when the action ends
 
 
 class HostOnly(BoardDriver):  # a board the action never touches
@@ -33,7 +21,24 @@ class HostOnly(BoardDriver):  # a board the action never touches
 
 def pytest_lava_board_type(name):
     return HostOnly if name == "host-only" else None
+"""
 
+CONFTEST = """
+import json
+import os
+
+from pytest_lava.results.model import CaseResult
+
+EVENTS = []
+
+
+def _two_cases(ctx, params):  # reports a case, then keeps running, then reports another
+    ctx.report([CaseResult("first", "pass")])
+    ctx.report([CaseResult("second", "fail", message="boom")])
+    ctx.cases.append(CaseResult("at-the-end", "pass"))  # known only when the action ends
+
+
+""" + HOST_ONLY_BOARD + """
 
 def pytest_lava_actions():
     from pytest_lava.actions.spec import TEST, ActionSpec

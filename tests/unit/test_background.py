@@ -78,6 +78,17 @@ def steps(*kinds: str) -> list[Action]:
     return [Action(i, f"action{i}", kind) for i, kind in enumerate(kinds)]
 
 
+def running_the_first_of_two() -> tuple[FakeRun, list[Action], BackgroundRun]:
+    """A job of two test actions whose first is running (it waits for ``run.gate``)."""
+    run = FakeRun({0: "wait"})
+    plan = steps(TEST, TEST)
+    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
+    background.start()
+    while not run.ran:
+        time.sleep(0.01)
+    return run, plan, background
+
+
 def test_outcomes_in_order_with_live_cases() -> None:
     cases = [CaseResult("a", "pass"), CaseResult("b", "fail")]
     run = FakeRun({1: cases, 2: TestFailure("red")})
@@ -110,12 +121,7 @@ def test_a_failed_setup_action_stops_the_job() -> None:
 
 
 def test_the_sessions_end_stops_it_after_the_action_running() -> None:
-    run = FakeRun({0: "wait"})
-    plan = steps(TEST, TEST)
-    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
-    background.start()
-    while not run.ran:
-        time.sleep(0.01)
+    run, plan, background = running_the_first_of_two()
     background.cancel()
     run.gate.set()
     background.join()
@@ -145,11 +151,6 @@ def test_an_action_that_skips_skips_its_item_and_a_finish_error_reaches_the_jobs
 
 
 def test_the_session_ending_under_a_running_action_aborts_it() -> None:
-    run = FakeRun({0: "wait"})
-    plan = steps(TEST, TEST)
-    background = BackgroundRun(run, plan)  # type: ignore[arg-type]
-    background.start()
-    while not run.ran:
-        time.sleep(0.01)
+    run, plan, background = running_the_first_of_two()
     background.join()  # the items are over (-x): the running action is aborted, nothing more runs
     assert run.aborting and run.ran == [0] and run.finished == 1
