@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakes import DROP, ScriptedConnection, make_console
 
-from pytest_lava.console.connections import TcpConnection
+from pytest_lava.console.connections import ConnectionLost, TcpConnection
 from pytest_lava.console.engine import (
     ConsoleClosed,
     ConsoleDeath,
@@ -252,6 +252,70 @@ def test_tcp_connection_reconnects_to_a_restarted_server(tmp_path: Path) -> None
         threading.Thread(target=serve, args=(srv2, b"second boot => "), daemon=True).start()
         con.expect("second boot", 5)
         assert con.stats.reconnects >= 1
+
+
+def test_tcp_read_ends_when_the_socket_is_closed_between_recv_and_poll() -> None:
+    """The job's end closes the console from another thread; a close that lands after the
+    reader's recv and before its poll must end the read, not leave it waiting out its timeout
+    (a closed socket's fileno() is -1, which poll() ignores)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    conn = TcpConnection("127.0.0.1", srv.getsockname()[1])
+    conn.connect(Deadline(5, "connect"))
+    peer, _ = srv.accept()
+    real = conn._sock
+    assert real is not None
+
+    class ClosedAfterRecv:
+        """The real socket, closed by "another thread" right after its recv found nothing."""
+
+        def fileno(self) -> int:
+            return real.fileno()
+
+        def recv(self, n: int) -> bytes:
+            if real.fileno() >= 0:
+                real.close()
+                raise BlockingIOError
+            return real.recv(n)
+
+    conn._sock = ClosedAfterRecv()  # type: ignore[assignment]
+    try:
+        with pytest.raises(ConnectionLost):
+            conn.read(1024, 60.0)  # before the fix: poll(-1) for 60 s, then b""
+    finally:
+        peer.close()
+        srv.close()
+
+
+def test_tcp_close_from_another_thread_ends_a_waiting_read() -> None:
+    """The job's end closes the console while its reader waits in read(): the read ends with
+    ConnectionLost at once (an eventfd wakes it), not after its own timeout."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    conn = TcpConnection("127.0.0.1", srv.getsockname()[1])
+    conn.connect(Deadline(5, "connect"))
+    peer, _ = srv.accept()
+    outcome: list[object] = []
+    waiting = threading.Event()
+
+    def reader() -> None:
+        waiting.set()
+        try:
+            outcome.append(conn.read(1024, 600.0))
+        except ConnectionLost as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    waiting.wait(5)
+    conn.close()
+    thread.join(60)  # a generous bound: without the wake-up the read would last 600 s
+    peer.close()
+    srv.close()
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], ConnectionLost)
 
 
 def test_pty_command_connection(tmp_path: Path) -> None:
