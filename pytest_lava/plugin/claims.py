@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 WORKERINPUT_KEY = "lava_claims"  # the claims directory, for workers on this host
 _LOCK = ".lock"
 _DONE = ".done"
+_READY = ".ready"  # the first worker has claimed what it could
+GATE_TIMEOUT = 15.0  # seconds the controller holds back the other workers at most
 
 
 def job_unit(job: Job) -> str:
@@ -104,6 +106,16 @@ class Claims:
     def is_done(self, unit: str) -> bool:
         return (self.directory / f"{unit}{_DONE}").exists()
 
+    def mark_ready(self) -> None:
+        """A worker has claimed what it could (:func:`hold_back`)."""
+        try:
+            (self.directory / _READY).touch()
+        except OSError:
+            pass
+
+    def ready(self) -> bool:
+        return (self.directory / _READY).exists()
+
     def in_flight(self) -> int:
         return len(self._units())
 
@@ -133,10 +145,31 @@ class Claims:
 # -- the controller ---------------------------------------------------------------------------
 
 
-def for_node(node: Any, claims: Claims | None) -> None:
-    """``pytest_configure_node``: a worker on this host learns where the claims are."""
+def for_node(node: Any, claims: Claims | None) -> bool:
+    """``pytest_configure_node``: a worker on this host learns where the claims are. True if it
+    may claim."""
     if claims is not None and getattr(node.gateway.spec, "popen", False):
         node.workerinput[WORKERINPUT_KEY] = str(claims.directory)
+        return True
+    return False
+
+
+def hold_back(first: Any, claims: Claims, timeout: float = GATE_TIMEOUT) -> None:
+    """``pytest_configure_node`` of every worker after the first that may claim: wait (on the
+    controller, before the worker is sent its session) until the first has claimed, its process
+    gone, or ``timeout`` seconds. xdist sets the workers up one after another, so the first one,
+    which will start the jobs, has the host's CPUs to itself while it imports pytest and collects,
+    instead of sharing them with -n others doing the same: on two cores with -n 8 its jobs were
+    powered on 1.35-2.0 s into the run. The others start once the jobs run; they find the jobs
+    claimed and have the boards' boot time to start up and shut down."""
+    import time
+
+    end = time.monotonic() + timeout
+    channel = getattr(first, "channel", None)
+    while not claims.ready() and time.monotonic() < end:
+        if channel is None or channel.isclosed():
+            return
+        time.sleep(0.005)
 
 
 # -- a worker ---------------------------------------------------------------------------------
@@ -149,9 +182,20 @@ def claim_and_start(session: pytest.Session, lava: LavaSession) -> list[str]:
     config = session.config
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})
     directory = workerinput.get(WORKERINPUT_KEY)
-    if not directory or _not_running(config):
+    if not directory:
         return []
     claims, worker = Claims(Path(directory)), str(workerinput.get("workerid", "?"))
+    try:
+        return _claim_and_start(session, lava, claims, worker)
+    finally:
+        claims.mark_ready()  # whatever happened: the controller holds the other workers back until then
+
+
+def _claim_and_start(session: pytest.Session, lava: LavaSession, claims: Claims, worker: str) -> list[str]:
+    config = session.config
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    if _not_running(config):
+        return []
     wanted = [(job, steps) for job, steps in job_steps(session.items) if not _unclaimable(lava, job)]
     mine: list[tuple[Job, list[ActionDef], str]] = []
     with claims.locked() as locked:

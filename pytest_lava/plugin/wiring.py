@@ -209,11 +209,16 @@ _NODEIDS = pytest.StashKey[dict[Path, dict[str, str]]]()
 def pytest_configure_node(node: object) -> None:
     """xdist, on the controller: workers on other hosts ship their jobs' results back; workers on
     this host learn where the claims are (claims.py)."""
-    from .claims import for_node
+    from .claims import for_node, hold_back
     from .shipping import mark_node
 
     mark_node(node)
-    for_node(node, _claims(node.config))  # type: ignore[attr-defined]
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    claims = _claims(config)
+    if claims is not None and for_node(node, claims):
+        first = config.stash.setdefault(_FIRST_CLAIMER, node)
+        if first is not node:
+            hold_back(first, claims)
 
 
 def _claims(config: pytest.Config) -> Claims | None:
@@ -229,6 +234,7 @@ def _claims(config: pytest.Config) -> Claims | None:
 
 
 _CLAIMS = pytest.StashKey["Claims"]()
+_FIRST_CLAIMER = pytest.StashKey[object]()  # the first xdist worker that may claim jobs
 
 
 @pytest.hookimpl(tryfirst=True)

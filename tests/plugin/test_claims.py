@@ -179,3 +179,43 @@ def test_jobs_whose_board_type_hook_answers_an_instance_never_share_a_process(
     assert len(boots) == 2
     side_by_side = boots[1]["start"] < boots[0]["end"]
     assert not (side_by_side and boots[0]["pid"] == boots[1]["pid"]), boots
+
+
+ORDER = """
+
+def _note(config, what):
+    with open(os.path.join(os.environ["RAN_DIR"], "workers.log"), "a") as f:
+        f.write(json.dumps({"worker": config.workerinput["workerid"], what: time.time()}) + "\\n")
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        _note(config, "configured")
+
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)  # before the plugin's own: the claims are made after this moment
+def pytest_collection_finish(session):
+    if hasattr(session.config, "workerinput"):
+        _note(session.config, "collected")
+"""
+
+
+def test_the_other_workers_start_once_the_first_has_claimed(pytester: pytest.Pytester, lab: Path) -> None:
+    """The controller holds the other workers back until the first one up has claimed the jobs, so
+    that it does not share the host's CPUs with them while it starts (claims.hold_back)."""
+    pytester.makeconftest(CONFTEST + ORDER)
+    jobs = []
+    for n in range(2):
+        (lab / f"job{n}.yaml").write_text(SLEEPY.format(name=f"job{n}"))
+        jobs.append(f"job{n}.yaml")
+    result, outcomes, ran = run(pytester, jobs, "-n", "3")
+    assert result.ret == 0, result.stdout.str()
+    notes = [json.loads(line) for line in (lab / "workers.log").read_text().splitlines()]
+    collected = {n["worker"]: n["collected"] for n in notes if "collected" in n}
+    configured = {n["worker"]: n["configured"] for n in notes if "configured" in n}
+    assert sorted(configured) == ["gw0", "gw1", "gw2"]
+    assert configured["gw1"] > collected["gw0"] and configured["gw2"] > collected["gw0"], notes
+    assert {r["pid"] for r in ran if r["action"] == "boot"} and len({r["pid"] for r in ran}) == 1

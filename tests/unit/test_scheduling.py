@@ -400,3 +400,40 @@ def test_jobs_claimed_by_a_worker_with_another_collection_are_reported_not_run_a
     claim(claims, "c.yaml", "gw1")  # gw1 claimed c and started it, but collected something else
     sched.add_node_collection(nodes[1], COLLECTION[:-1])
     assert lost == ["c.yaml"] and all(key[1] != "c.yaml" for key in sched.workqueue)
+
+
+class FakeChannel:
+    def __init__(self, closed: bool = False) -> None:
+        self.closed = closed
+
+    def isclosed(self) -> bool:
+        return self.closed
+
+
+@dataclass
+class StartingNode:
+    channel: FakeChannel
+
+
+def test_the_other_workers_are_held_back_until_the_first_has_claimed(tmp_path: Path) -> None:
+    import threading
+
+    from pytest_lava.plugin.claims import hold_back
+
+    claims = Claims(tmp_path)
+    first = StartingNode(FakeChannel())
+    held = threading.Thread(target=hold_back, args=(first, claims, 600.0), daemon=True)
+    held.start()
+    held.join(0.2)
+    assert held.is_alive()  # the first worker has not claimed yet
+    claims.mark_ready()
+    held.join(60)
+    assert not held.is_alive()
+    hold_back(first, claims, 600.0)  # returns at once from now on
+
+
+def test_a_first_worker_that_is_gone_or_silent_holds_nobody_back(tmp_path: Path) -> None:
+    from pytest_lava.plugin.claims import hold_back
+
+    hold_back(StartingNode(FakeChannel(closed=True)), Claims(tmp_path), 600.0)  # crashed: at once
+    hold_back(StartingNode(FakeChannel()), Claims(tmp_path), 0.05)  # silent: until the timeout
