@@ -64,6 +64,7 @@ class ConsoleLog:
         self._last_flush = time.monotonic()
         self._live_partial = b""
         self.bytes_logged = 0
+        self.events_logged = 0  # harness event lines (power, process started, console closed)
         self._writer: _FileWriter | None = None
         self._out = bytearray()  # pending output, handed to the writer in batches of >= buffer_size
         self._raw: list[bytes] = []  # chunks not formatted yet, all from millisecond _raw_ms
@@ -152,6 +153,7 @@ class ConsoleLog:
         """A harness event line, e.g. ``power on: ['pdu', 'on', '3'] -> 0``."""
         now = time.time()
         with self._lock:
+            self.events_logged += 1
             if self._writer is not None:
                 self._format_raw_locked()
                 if self._partial:  # keep the console's incomplete line readable

@@ -142,6 +142,12 @@ class BackgroundRun:
             return ""
         return f"--- last console lines ({board.log_path}) ---\n{tail}" if tail else ""
 
+    def under_way(self) -> bool:
+        """Past its start-up: at its board (plugin/claims.py waits for this before letting other
+        workers start), done with its first action, or over."""
+        return (self.finished.is_set() or self.start_error is not None or self.run.at_board()
+                or any(step.ran and step is not self._running for step in self._steps.values()))
+
     # -- the items --------------------------------------------------------------------------
 
     def wait_started(self) -> None:

@@ -177,6 +177,12 @@ class JobRun:
         board = self._board
         return board if board is not None and board.connected else None
 
+    def at_board(self) -> bool:
+        """The run has reached its board: the board's log has a first entry (a power command, a
+        process started, console output)."""
+        board = self._board
+        return board is not None and (board.log.events_logged > 0 or board.log.bytes_logged > 0)
+
     @property
     def board(self) -> Board:
         if self._board is None:

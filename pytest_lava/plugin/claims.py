@@ -13,7 +13,7 @@ carries its path to workers on this host; workers on other hosts, ``--tx ssh=``,
 their jobs one at a time). Whoever creates a job's file first (``O_EXCL``) owns the job: a worker at
 the end of its collection, before its controller hears of it; the controller when it gives a worker
 a job. The controller sends a worker the jobs it claimed, and releases a claim when the job's items
-are done (or its worker is gone), so the files in the directory are the jobs in flight.
+are done (or its worker is gone): the claims not marked over are the jobs in flight.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from ..jobs.background import BackgroundRun
     from ..jobs.job import ActionDef, Job
     from .session import LavaSession
 
@@ -38,7 +40,9 @@ WORKERINPUT_KEY = "lava_claims"  # the claims directory, for workers on this hos
 _LOCK = ".lock"
 _DONE = ".done"
 _READY = ".ready"  # the first worker has claimed what it could
+_OVER = ".over"  # the job's items are done: out of flight, and never claimed again
 GATE_TIMEOUT = 15.0  # seconds the controller holds back the other workers at most
+UNDER_WAY_LIMIT = 3.0  # seconds the first worker's jobs may take to reach their boards before it says ready
 
 
 def job_unit(job: Job) -> str:
@@ -91,11 +95,24 @@ class Claims:
             return None
 
     def owned_by(self, worker: str) -> list[str]:
-        return [unit for unit in self._units() if self.owner(unit) == worker]
+        """The jobs ``worker`` holds that are not over."""
+        return [unit for unit in self._units() if not self.is_over(unit) and self.owner(unit) == worker]
 
     def release(self, unit: str) -> None:
+        """Give a job that did not run to its end back: another worker may claim it."""
         for path in (self.directory / unit, self.directory / f"{unit}{_DONE}"):
             path.unlink(missing_ok=True)
+
+    def end(self, unit: str) -> None:
+        """The job is over (its items done, or reported lost): no longer in flight, and its claim
+        stays, so a worker that comes up late never claims (and runs) it a second time."""
+        try:
+            (self.directory / f"{unit}{_OVER}").touch()
+        except OSError:
+            pass
+
+    def is_over(self, unit: str) -> bool:
+        return (self.directory / f"{unit}{_OVER}").exists()
 
     def mark_done(self, unit: str) -> None:
         try:
@@ -117,7 +134,12 @@ class Claims:
         return (self.directory / _READY).exists()
 
     def in_flight(self) -> int:
-        return len(self._units())
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return 0
+        over = {name[: -len(_OVER)] for name in names if name.endswith(_OVER)}
+        return sum(1 for name in names if "." not in name and name not in over)
 
     def _units(self) -> list[str]:
         try:
@@ -156,14 +178,13 @@ def for_node(node: Any, claims: Claims | None) -> bool:
 
 def hold_back(first: Any, claims: Claims, timeout: float = GATE_TIMEOUT) -> None:
     """``pytest_configure_node`` of every worker after the first that may claim: wait (on the
-    controller, before the worker is sent its session) until the first has claimed, its process
-    gone, or ``timeout`` seconds. xdist sets the workers up one after another, so the first one,
+    controller, before the worker is sent its session) until the first has claimed and its jobs
+    have got to their boards (:func:`_ready_once_under_way`), its process is gone, or ``timeout``
+    seconds. xdist sets the workers up one after another, so the first one,
     which will start the jobs, has the host's CPUs to itself while it imports pytest and collects,
     instead of sharing them with -n others doing the same: on two cores with -n 8 its jobs were
     powered on 1.35-2.0 s into the run. The others start once the jobs run; they find the jobs
     claimed and have the boards' boot time to start up and shut down."""
-    import time
-
     end = time.monotonic() + timeout
     channel = getattr(first, "channel", None)
     while not claims.ready() and time.monotonic() < end:
@@ -185,13 +206,31 @@ def claim_and_start(session: pytest.Session, lava: LavaSession) -> list[str]:
     if not directory:
         return []
     claims, worker = Claims(Path(directory)), str(workerinput.get("workerid", "?"))
+    runs: list[BackgroundRun] = []
     try:
-        return _claim_and_start(session, lava, claims, worker)
-    finally:
-        claims.mark_ready()  # whatever happened: the controller holds the other workers back until then
+        runs = _claim_and_start(session, lava, claims, worker)
+    finally:  # whatever happened: the controller holds the other workers back until then
+        if runs:
+            threading.Thread(target=_ready_once_under_way, args=(claims, runs), name="lava-claims-ready",
+                             daemon=True).start()
+        else:
+            claims.mark_ready()
+    return [run.run.job.id for run in runs]
 
 
-def _claim_and_start(session: pytest.Session, lava: LavaSession, claims: Claims, worker: str) -> list[str]:
+def _ready_once_under_way(claims: Claims, runs: list[BackgroundRun], limit: float = UNDER_WAY_LIMIT) -> None:
+    """Tell the controller to start the other workers once every job started here has got to its
+    board (``BackgroundRun.under_way``), or after ``limit`` seconds. Eight jobs starting at once
+    cost CPU too (leases, consoles, eight power commands); with seven pytest processes starting
+    beside them on two cores, their boards were powered on ~0.45 s later."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end and not all(run.under_way() for run in runs):
+        time.sleep(0.01)
+    claims.mark_ready()
+
+
+def _claim_and_start(session: pytest.Session, lava: LavaSession, claims: Claims, worker: str
+                     ) -> list[BackgroundRun]:
     config = session.config
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})
     if _not_running(config):
@@ -206,15 +245,13 @@ def _claim_and_start(session: pytest.Session, lava: LavaSession, claims: Claims,
             name = claim_name(job_unit(job))
             if claims.claim(name, worker) == worker:
                 mine.append((job, steps, name))
-    started: list[str] = []
+    started: list[BackgroundRun] = []
     for job, steps, name in mine:
         try:
-            lava.start_background(job, steps, on_finished=lambda name=name: claims.mark_done(name))
+            started.append(lava.start_background(job, steps, on_finished=lambda name=name: claims.mark_done(name)))
         except Exception as exc:  # the job runs the usual way, when the controller sends it
             claims.release(name)
             lava.note(f"pytest-lava: {job.id}: not started ahead of its items: {exc}")
-            continue
-        started.append(job.id)
     return started
 
 

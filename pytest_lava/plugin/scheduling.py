@@ -178,16 +178,20 @@ class JobScheduling:
             self.lost += 1
         work = self.assigned.pop(node, {})
         crashed = next((nodeid for unit in work.values() for nodeid, done in unit.items() if not done), None)
+        gone = self._gone_before_reporting(node)
         for key, unit in work.items():
             rest = {nodeid: False for nodeid, done in unit.items() if not done}
             if rest and self._done(key):  # finished (and submitted) on its thread: never run it again
-                self._lose(key, list(rest), f"ran to its end on worker {node.gateway.id}, which was gone before "
-                                            "reporting it; its results are in the results directory")
+                self._lose(key, list(rest), gone)
+                self._end(key)
             elif rest:
                 self.workqueue[key] = rest
                 self.workqueue.move_to_end(key, last=False)
-            self._release(key)
-        self._release_claims_of(node)  # claimed, never sent: another worker may run them
+                self._release(key)
+            else:
+                self._end(key)
+        self._drop_claimed(node, gone, only_done=True)  # claimed, never sent, but finished all the same
+        self._release_claims_of(node)  # claimed, never sent, not finished: another worker may run them
         for other in self.nodes:
             self._reschedule(other)
         return crashed
@@ -200,7 +204,7 @@ class JobScheduling:
         unit = self.assigned[node][key]
         unit[nodeid] = True
         if self.claims is not None and all(unit.values()):
-            self._release(key)  # one job fewer in flight: a waiting worker may take one
+            self._end(key)  # one job fewer in flight: a waiting worker may take one
             for other in self.nodes:
                 if other is not node:
                     self._reschedule(other)
@@ -295,6 +299,15 @@ class JobScheduling:
         if self.claims is not None and key[0] == "job":
             self.claims.release(claim_name(key[1]))
 
+    def _end(self, key: UnitKey) -> None:
+        if self.claims is not None and key[0] == "job":
+            self.claims.end(claim_name(key[1]))
+
+    @staticmethod
+    def _gone_before_reporting(node: Any) -> str:
+        return (f"ran to its end on worker {node.gateway.id}, which was gone before reporting it; its results "
+                "are in the results directory")
+
     def _release_claims_of(self, node: Any) -> None:
         """Every claim file of a worker that is gone (queued or not: its collection may never have come)."""
         if self.claims is not None:
@@ -304,11 +317,13 @@ class JobScheduling:
     def _done(self, key: UnitKey) -> bool:
         return self.claims is not None and key[0] == "job" and self.claims.is_done(claim_name(key[1]))
 
-    def _drop_claimed(self, node: Any, why: str) -> None:
-        """The queued jobs ``node`` claimed: taken out of the queue and reported as ``why``."""
+    def _drop_claimed(self, node: Any, why: str, *, only_done: bool = False) -> None:
+        """The queued jobs ``node`` claimed (``only_done``: those finished on its threads): taken out
+        of the queue, reported as ``why`` and over."""
         for key in list(self.workqueue):
-            if self._owner(key) == node.gateway.id:
+            if self._owner(key) == node.gateway.id and (not only_done or self._done(key)):
                 self._lose(key, list(self.workqueue.pop(key)), why.format(node=node.gateway.id))
+                self._end(key)
 
     def _lose(self, key: UnitKey, nodeids: list[str], why: str) -> None:
         self.log(f"{key[1]}: {why}")

@@ -70,6 +70,11 @@ class FakeRun:
     def connected_board(self) -> None:
         return None
 
+    board_reached: bool = False
+
+    def at_board(self) -> bool:
+        return self.board_reached
+
     def finish(self, *, interrupted: bool = False) -> None:
         self.finished += 1
 
@@ -154,3 +159,31 @@ def test_the_session_ending_under_a_running_action_aborts_it() -> None:
     run, plan, background = running_the_first_of_two()
     background.join()  # the items are over (-x): the running action is aborted, nothing more runs
     assert run.aborting and run.ran == [0] and run.finished == 1
+
+
+def test_a_job_is_under_way_once_it_has_reached_its_board_or_its_first_action_is_done() -> None:
+    """What the first xdist worker waits for before the others may start (claims.py)."""
+    run, plan, background = running_the_first_of_two()
+    assert not background.under_way()  # leasing, deploying: not at the board yet
+    run.board_reached = True  # e.g. the power command ran
+    assert background.under_way()
+    run.board_reached = False
+    run.gate.set()
+    background.join()
+    assert background.under_way()  # over
+
+
+def test_the_first_worker_says_ready_once_its_jobs_are_under_way(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pytest_lava.plugin.claims import Claims, _ready_once_under_way
+
+    claims = Claims(tmp_path)
+    run, plan, background = running_the_first_of_two()
+    telling = threading.Thread(target=_ready_once_under_way, args=(claims, [background], 600.0), daemon=True)
+    telling.start()
+    telling.join(0.2)
+    assert not claims.ready()  # its job has not reached its board
+    run.board_reached = True
+    telling.join(60)
+    assert claims.ready()
+    run.gate.set()
+    background.join()

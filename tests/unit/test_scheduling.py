@@ -345,6 +345,40 @@ def test_claims_run_everything_exactly_once(tmp_path: Path) -> None:
     assert claims.in_flight() == 0  # every claim released as its job ended
 
 
+def test_a_job_that_is_over_is_never_claimed_again_by_a_worker_that_comes_up_late(tmp_path: Path) -> None:
+    """The first worker's jobs can end before the others are up (they are held back while it
+    starts): a late worker must find them taken, not free."""
+    nodes, sched, claims = claimed(tmp_path, 2)
+    claim(claims, "a.yaml", "gw0")
+    sched.add_node_collection(nodes[0], COLLECTION)
+    sched.schedule()
+    sched.mark_test_complete(nodes[0], 0)
+    sched.mark_test_complete(nodes[0], 1)  # a.yaml is over
+    assert claim(claims, "a.yaml", "gw1") == "gw0"  # gw1, up only now: a.yaml is not its to run
+    sched.remove_node(nodes[0])  # nor after its worker has gone
+    assert claim(claims, "a.yaml", "gw1") == "gw0"
+
+
+def test_a_finished_job_its_crashed_worker_never_reported_is_lost_not_run_again(tmp_path: Path) -> None:
+    from pytest_lava.plugin.claims import claim_name
+
+    lost: list[str] = []
+    claims = Claims(tmp_path)
+    nodes = [FakeNode("gw0"), FakeNode("gw1")]
+    sched = JobScheduling(2, unit_of, claims=claims, lost_unit=lambda key, ids, why: lost.append(key[1]))
+    for node in nodes:
+        sched.add_node(node)
+    claim(claims, "c.yaml", "gw0")  # gw0 claimed c, ran it to its end, and crashed before its collection came
+    claims.mark_done(claim_name("c.yaml"))
+    sched.add_node_collection(nodes[1], COLLECTION)
+    sched.schedule()
+    assert 5 not in nodes[1].sent
+    sched.remove_node(nodes[0])
+    assert lost == ["c.yaml"]
+    assert "c.yaml" not in {key[1] for key in sched.workqueue}
+    assert claim(claims, "c.yaml", "gw1") == "gw0"
+
+
 def test_a_worker_gone_before_any_collection_leaves_no_claim_behind(tmp_path: Path) -> None:
     nodes, sched, claims = claimed(tmp_path, 2)
     claim(claims, "a.yaml", "gw1")
