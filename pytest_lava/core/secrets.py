@@ -8,7 +8,11 @@ written. :class:`MaskingFilter` does the same for the ``logging`` module.
 A password written into a URL (``http://user:password@host/...``) is masked too, registered or
 not: :meth:`Masker.mask` rewrites the user info of every such URL it finds in a text
 (:func:`redact_url`), and :meth:`Masker.add_url_passwords` registers the passwords of the URLs in
-a job's data, so they are masked wherever else they appear (quoted, in board output, ...).
+a job's data, so they are masked wherever else they appear (quoted, in board output, ...). So is
+the value of a query parameter that carries a credential (``?token=…``, ``&access_token=…``,
+``X-Amz-Signature=…`` and ``X-Amz-Credential=…`` of a presigned S3 URL, an Azure SAS ``sig=…``,
+``private_token``, ``api_key``, ``password``, ``secret``, ``auth``): a parameter whose name ends
+with one of those words.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ _MIN_LEN = 4  # shorter strings would mask ordinary words; such a "token" is not
 _URL_USERINFO = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s/?#@:\"'<>\\`]{0,256}:[^\s/?#\"'<>\\`]{1,256}@"
 _URL_PASSWORD = re.compile(_URL_USERINFO)
 _URL_PASSWORD_BYTES = re.compile(_URL_USERINFO.encode())
+# ``?name=value`` / ``&name=value`` whose name ends with a credential's word: group 1 up to the
+# ``=``, group 2 the value. Bounded, so linear in the text like the rule above.
+_QUERY_SECRET_RULE = (r"(?i)([?&][A-Za-z0-9_.-]{0,48}(?:token|passwd|password|secret|signature|sig|credential"
+                      r"|api[_-]?key|apikey|access[_-]?key|auth)=)([^&#\s\"'<>\\`]{1,2048})")
+_QUERY_SECRET = re.compile(_QUERY_SECRET_RULE)
+_QUERY_SECRET_BYTES = re.compile(_QUERY_SECRET_RULE.encode())
 
 
 class Masker:
@@ -71,6 +81,9 @@ class Masker:
                     if password:
                         self.add(password)
                         self.add(unquote(password))
+                for m in _QUERY_SECRET.finditer(item):
+                    self.add(m.group(2))
+                    self.add(unquote(m.group(2)))
             elif isinstance(item, dict):
                 stack.extend(item.keys())
                 stack.extend(item.values())
@@ -86,6 +99,8 @@ class Masker:
                 text = text.replace(secret, HIDDEN)
         if "://" in text:
             text = _URL_PASSWORD.sub(lambda m: redact_url(m.group()), text)
+        if "=" in text:
+            text = _QUERY_SECRET.sub(rf"\1{HIDDEN}", text)
         return text
 
     def mask_bytes(self, data: bytes) -> bytes:
@@ -95,6 +110,8 @@ class Masker:
                 data = data.replace(raw, HIDDEN.encode())
         if b"://" in data:
             data = _URL_PASSWORD_BYTES.sub(lambda m: redact_url(m.group().decode("latin-1")).encode("latin-1"), data)
+        if b"=" in data:
+            data = _QUERY_SECRET_BYTES.sub(rb"\1" + HIDDEN.encode(), data)
         return data
 
     def mask_obj(self, obj: object) -> object:
@@ -142,7 +159,10 @@ def redact_url(url: str) -> str:
 
     Plain string work, no parsing that could fail or rewrite the rest: the network location is
     what follows ``://`` up to the first ``/``, ``?`` or ``#``, and its userinfo runs to its last
-    ``@``. Anything without one is returned unchanged."""
+    ``@``. Anything without one is returned unchanged. The value of a query parameter that
+    carries a credential (``?token=…``, see the module's docstring) is replaced as well."""
+    if "=" in url:
+        url = _QUERY_SECRET.sub(rf"\1{HIDDEN}", url)
     start = url.find("://")
     if start < 0:
         return url

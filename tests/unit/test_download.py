@@ -166,6 +166,32 @@ def test_redact_url() -> None:
     assert redact_url("file:///a/b") == "file:///a/b"
 
 
+def test_credentials_in_query_strings_are_never_shown(server: Server, tmp_path: Path) -> None:
+    """A presigned or token URL (S3 ``X-Amz-Signature``, a SAS ``sig``, ``?token=``) is shown with
+    those values hidden, in messages, logs and wherever else the masker sees the value."""
+    from pytest_lava.core.secrets import Masker, redact_url
+
+    port = server.httpd.server_address[1]
+    logs: list[str] = []
+    cache = DownloadCache(tmp_path, log=logs.append)
+    presigned = "/b.bin?X-Amz-Credential=AKIA-k3y&X-Amz-Signature=s1gnature-9&part=1"
+    server.files[presigned] = FILES["/b.bin"]  # the stub serves by path and query
+    url = f"http://127.0.0.1:{port}{presigned}"
+    assert cache.fetch(url, Deadline(10, "t")).read_bytes() == FILES["/b.bin"]
+    with pytest.raises(JobError) as info:
+        cache.fetch(f"http://127.0.0.1:{port}/missing?token=t0ken-abc", Deadline(10, "t"))
+    text = "\n".join([str(info.value), *logs])
+    assert "AKIA-k3y" not in text and "s1gnature-9" not in text and "t0ken-abc" not in text
+    assert "X-Amz-Signature=<HIDDEN>&part=1" in text and "missing?token=<HIDDEN>" in text
+
+    assert redact_url("https://h/c/b?sv=2020&sig=AbC%2Bd&se=1") == "https://h/c/b?sv=2020&sig=<HIDDEN>&se=1"
+    assert redact_url("http://h/x?design=1&config=2&author=me") == "http://h/x?design=1&config=2&author=me"
+    masker = Masker()
+    masker.add_url_passwords({"image": "http://h/a.img?private_token=glpat-zz99"})
+    assert masker.mask("the board echoed glpat-zz99") == "the board echoed <HIDDEN>"
+    assert masker.mask_bytes(b"GET /a?access_token=q1w2e3 HTTP/1.1") == b"GET /a?access_token=<HIDDEN> HTTP/1.1"
+
+
 def test_file_urls_relative_and_absolute(tmp_path: Path) -> None:
     (tmp_path / "jobs").mkdir()
     art = tmp_path / "art.bin"
