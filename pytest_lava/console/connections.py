@@ -63,6 +63,15 @@ def _wait_fd(fd: int, timeout: float, write: bool = False, wake: int = -1) -> bo
         return False
 
 
+def _eventfd() -> int:
+    """A non-blocking eventfd for waking a reader, or -1 where there is none (not Linux, no fds
+    left): a reader then notices a close() at its next poll timeout, as before."""
+    try:
+        return os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return -1
+
+
 def _write_fd(fd: int, data: bytes, timeout: float, name: str) -> None:
     deadline = time.monotonic() + timeout
     view = memoryview(data)
@@ -141,8 +150,9 @@ class TcpConnection:
         # close() from another thread (the job's end, the watchdog) wakes a read() waiting in poll
         # through this eventfd: a shutdown() of the socket alone left the reader waiting out its
         # whole timeout in about one job end of four (0.5 s more per job). Closed with the object.
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        weakref.finalize(self, os.close, self._wake)
+        self._wake = _eventfd()
+        if self._wake >= 0:  # not at interpreter exit: a daemon thread may still close() then
+            weakref.finalize(self, os.close, self._wake).atexit = False
 
     def connect(self, deadline: Deadline, *, retry_interval: float = 0.1) -> None:
         """Connect, retrying refused connections until ``deadline`` (the server may be starting)."""
@@ -195,9 +205,10 @@ class TcpConnection:
 
     def write(self, data: bytes, timeout: float) -> None:
         sock = self._sock
-        if sock is None:
+        fd = sock.fileno() if sock is not None else -1  # -1 as well once closed by another thread
+        if fd < 0:
             raise ConnectionLost(f"{self.name}: not connected")
-        _write_fd(sock.fileno(), data, timeout, self.name)
+        _write_fd(fd, data, timeout, self.name)
 
     def fileno(self) -> int:
         return self._sock.fileno() if self._sock is not None else -1
@@ -215,8 +226,9 @@ class TcpConnection:
 
     def close(self) -> None:
         self._closed = True
-        with contextlib.suppress(OSError):
-            os.eventfd_write(self._wake, 1)
+        if self._wake >= 0:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(self._wake, 1)
         self._drop()
 
 

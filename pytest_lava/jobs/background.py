@@ -115,8 +115,8 @@ class BackgroundRun:
                         self.run.note(f"after finishing the job: {exc}")
 
     def _run_step(self, step: _Step) -> None:
+        self._running = step  # first: under_way() takes a step that ran and is not running as done
         step.ran = True
-        self._running = step
         try:
             step.cases = self.run.execute(step.action, on_cases=step.live.put)
         except BaseException as exc:  # LavaError; also pytest.skip()/fail() from an action

@@ -24,8 +24,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,13 +104,15 @@ class Claims:
         for path in (self.directory / unit, self.directory / f"{unit}{_DONE}"):
             path.unlink(missing_ok=True)
 
-    def end(self, unit: str) -> None:
+    def end(self, unit: str) -> bool:
         """The job is over (its items done, or reported lost): no longer in flight, and its claim
-        stays, so a worker that comes up late never claims (and runs) it a second time."""
+        stays, so a worker that comes up late never claims (and runs) it a second time. False if
+        the mark could not be written (the scheduler counts the job as over all the same)."""
         try:
             (self.directory / f"{unit}{_OVER}").touch()
+            return True
         except OSError:
-            pass
+            return False
 
     def is_over(self, unit: str) -> bool:
         return (self.directory / f"{unit}{_OVER}").exists()
@@ -124,7 +127,7 @@ class Claims:
         return (self.directory / f"{unit}{_DONE}").exists()
 
     def mark_ready(self) -> None:
-        """A worker has claimed what it could (:func:`hold_back`)."""
+        """A worker has claimed what it could (:class:`Gate`)."""
         try:
             (self.directory / _READY).touch()
         except OSError:
@@ -133,12 +136,13 @@ class Claims:
     def ready(self) -> bool:
         return (self.directory / _READY).exists()
 
-    def in_flight(self) -> int:
+    def in_flight(self, over: Iterable[str] = ()) -> int:
+        """The claims of jobs not over (``over``: more units known to be over)."""
         try:
             names = os.listdir(self.directory)
         except OSError:
             return 0
-        over = {name[: -len(_OVER)] for name in names if name.endswith(_OVER)}
+        over = {*over, *(name[: -len(_OVER)] for name in names if name.endswith(_OVER))}
         return sum(1 for name in names if "." not in name and name not in over)
 
     def _units(self) -> list[str]:
@@ -176,21 +180,39 @@ def for_node(node: Any, claims: Claims | None) -> bool:
     return False
 
 
-def hold_back(first: Any, claims: Claims, timeout: float = GATE_TIMEOUT) -> None:
-    """``pytest_configure_node`` of every worker after the first that may claim: wait (on the
-    controller, before the worker is sent its session) until the first has claimed and its jobs
-    have got to their boards (:func:`_ready_once_under_way`), its process is gone, or ``timeout``
-    seconds. xdist sets the workers up one after another, so the first one,
-    which will start the jobs, has the host's CPUs to itself while it imports pytest and collects,
-    instead of sharing them with -n others doing the same: on two cores with -n 8 its jobs were
-    powered on 1.35-2.0 s into the run. The others start once the jobs run; they find the jobs
-    claimed and have the boards' boot time to start up and shut down."""
-    end = time.monotonic() + timeout
-    channel = getattr(first, "channel", None)
-    while not claims.ready() and time.monotonic() < end:
-        if channel is None or channel.isclosed():
+@dataclass
+class Gate:
+    """The controller's hold on every worker after the first that may claim: in
+    ``pytest_configure_node``, before a worker is sent its session, :meth:`hold` waits until the
+    first has claimed and its jobs have got to their boards (:func:`_ready_once_under_way`), its
+    process is gone, or the session's one ``deadline`` (monotonic) has passed; then the gate is open
+    for good. xdist sets the workers up one after another, so the first one, which will start the
+    jobs, has the host's CPUs to itself while it imports pytest, collects and starts them, instead
+    of sharing them with -n others doing the same: on two cores with -n 8 its jobs were powered on
+    1.35-2.0 s into the run. The others start once the jobs run; they find the jobs claimed and
+    have the boards' boot time to start up and shut down."""
+
+    first: Any
+    claims: Claims
+    deadline: float
+
+    @classmethod
+    def for_first(cls, first: Any, claims: Claims, timeout: float = GATE_TIMEOUT) -> Gate:
+        return cls(first, claims, time.monotonic() + timeout)
+
+    def hold(self, node: Any) -> None:
+        if node is self.first:
             return
-        time.sleep(0.005)
+        while not self.claims.ready():
+            if time.monotonic() >= self.deadline or self._first_gone():
+                self.claims.mark_ready()  # open for good: no later worker waits either
+                return
+            time.sleep(0.005)
+
+    def _first_gone(self) -> bool:
+        """Its process ended (xdist saw its channel end: ``shutting_down``) or was never set up."""
+        channel = getattr(self.first, "channel", None)
+        return bool(getattr(self.first, "shutting_down", False)) or channel is None or channel.isclosed()
 
 
 # -- a worker ---------------------------------------------------------------------------------
@@ -224,9 +246,11 @@ def _ready_once_under_way(claims: Claims, runs: list[BackgroundRun], limit: floa
     cost CPU too (leases, consoles, eight power commands); with seven pytest processes starting
     beside them on two cores, their boards were powered on ~0.45 s later."""
     end = time.monotonic() + limit
-    while time.monotonic() < end and not all(run.under_way() for run in runs):
-        time.sleep(0.01)
-    claims.mark_ready()
+    try:
+        while time.monotonic() < end and not all(run.under_way() for run in runs):
+            time.sleep(0.01)
+    finally:
+        claims.mark_ready()
 
 
 def _claim_and_start(session: pytest.Session, lava: LavaSession, claims: Claims, worker: str

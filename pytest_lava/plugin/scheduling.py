@@ -117,6 +117,7 @@ class JobScheduling:
                  lost_unit: Callable[[UnitKey, list[str], str], None] | None = None) -> None:
         self.numnodes = numnodes
         self.claims = claims
+        self._ended: set[str] = set()  # claims of jobs that are over (Claims.end)
         self.lost_unit = lost_unit  # a claimed job that ran where its items cannot be reported
         self.unit_of = unit_of
         self.hosts_of = hosts_of or (lambda key: None)
@@ -301,7 +302,10 @@ class JobScheduling:
 
     def _end(self, key: UnitKey) -> None:
         if self.claims is not None and key[0] == "job":
-            self.claims.end(claim_name(key[1]))
+            name = claim_name(key[1])
+            self._ended.add(name)  # over, even if its mark cannot be written (a full disk)
+            if not self.claims.end(name):
+                self.log(f"{key[1]}: could not mark its claim over in {self.claims.directory}")
 
     @staticmethod
     def _gone_before_reporting(node: Any) -> str:
@@ -332,7 +336,7 @@ class JobScheduling:
 
     def _full(self) -> bool:
         """``-n`` jobs are in flight: a worker with nothing to do waits (claims only)."""
-        return self.claims is not None and self.claims.in_flight() >= self.numnodes
+        return self.claims is not None and self.claims.in_flight(over=self._ended) >= self.numnodes
 
     def _send(self, node: Any, key: UnitKey) -> None:
         unit = self.workqueue.pop(key)

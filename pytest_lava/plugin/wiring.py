@@ -209,16 +209,15 @@ _NODEIDS = pytest.StashKey[dict[Path, dict[str, str]]]()
 def pytest_configure_node(node: object) -> None:
     """xdist, on the controller: workers on other hosts ship their jobs' results back; workers on
     this host learn where the claims are (claims.py)."""
-    from .claims import for_node, hold_back
+    from .claims import Gate, for_node
     from .shipping import mark_node
 
     mark_node(node)
     config: pytest.Config = node.config  # type: ignore[attr-defined]
     claims = _claims(config)
     if claims is not None and for_node(node, claims):
-        first = config.stash.setdefault(_FIRST_CLAIMER, node)
-        if first is not node:
-            hold_back(first, claims)
+        gate = config.stash.setdefault(_GATE, Gate.for_first(node, claims))
+        gate.hold(node)
 
 
 def _claims(config: pytest.Config) -> Claims | None:
@@ -234,7 +233,7 @@ def _claims(config: pytest.Config) -> Claims | None:
 
 
 _CLAIMS = pytest.StashKey["Claims"]()
-_FIRST_CLAIMER = pytest.StashKey[object]()  # the first xdist worker that may claim jobs
+_GATE = pytest.StashKey["Gate"]()  # holds the workers after the first that may claim (claims.Gate)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -205,7 +205,7 @@ def pytest_collection_finish(session):
 
 def test_the_other_workers_start_once_the_first_has_claimed(pytester: pytest.Pytester, lab: Path) -> None:
     """The controller holds the other workers back until the first one up has claimed the jobs, so
-    that it does not share the host's CPUs with them while it starts (claims.hold_back)."""
+    that it does not share the host's CPUs with them while it starts (claims.Gate)."""
     pytester.makeconftest(CONFTEST + ORDER)
     jobs = []
     for n in range(2):

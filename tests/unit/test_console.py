@@ -282,26 +282,46 @@ def test_tcp_read_ends_when_the_socket_is_closed_between_recv_and_poll() -> None
     conn._sock = ClosedAfterRecv()  # type: ignore[assignment]
     try:
         with pytest.raises(ConnectionLost):
-            conn.read(1024, 60.0)  # before the fix: poll(-1) for 60 s, then b""
+            conn.read(1024, 60.0)  # before the fix: poll(-1), a ValueError out of the reader
     finally:
         peer.close()
         srv.close()
 
 
-def test_tcp_close_from_another_thread_ends_a_waiting_read() -> None:
+def test_tcp_close_from_another_thread_ends_a_waiting_read(monkeypatch: pytest.MonkeyPatch) -> None:
     """The job's end closes the console while its reader waits in read(): the read ends with
-    ConnectionLost at once (an eventfd wakes it), not after its own timeout."""
+    ConnectionLost at once, woken by the connection's eventfd, even when the socket's shutdown()
+    wakes nothing (as seen at the end of real QEMU runs)."""
+    from pytest_lava.console import connections
+
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     conn = TcpConnection("127.0.0.1", srv.getsockname()[1])
     conn.connect(Deadline(5, "connect"))
     peer, _ = srv.accept()
+    real = conn._sock
+    assert real is not None
+
+    class NoWakingShutdown:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def shutdown(self, how: int) -> None:
+            pass  # the poll is left to the eventfd
+
+    conn._sock = NoWakingShutdown()  # type: ignore[assignment]
+    polling = threading.Event()
+    wait_fd = connections._wait_fd
+
+    def noted_wait_fd(*args: object, **kwargs: object) -> bool:
+        polling.set()
+        return wait_fd(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(connections, "_wait_fd", noted_wait_fd)
     outcome: list[object] = []
-    waiting = threading.Event()
 
     def reader() -> None:
-        waiting.set()
         try:
             outcome.append(conn.read(1024, 600.0))
         except ConnectionLost as exc:
@@ -309,7 +329,8 @@ def test_tcp_close_from_another_thread_ends_a_waiting_read() -> None:
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    waiting.wait(5)
+    assert polling.wait(60)
+    time.sleep(0.05)  # inside poll() by now (were it not, the read still sees the close)
     conn.close()
     thread.join(60)  # a generous bound: without the wake-up the read would last 600 s
     peer.close()

@@ -437,37 +437,44 @@ def test_jobs_claimed_by_a_worker_with_another_collection_are_reported_not_run_a
 
 
 class FakeChannel:
-    def __init__(self, closed: bool = False) -> None:
-        self.closed = closed
-
     def isclosed(self) -> bool:
-        return self.closed
+        return False  # a worker killed outright never closes its channel: xdist sees shutting_down
 
 
 @dataclass
 class StartingNode:
-    channel: FakeChannel
+    channel: FakeChannel = field(default_factory=FakeChannel)
+    shutting_down: bool = False
 
 
 def test_the_other_workers_are_held_back_until_the_first_has_claimed(tmp_path: Path) -> None:
     import threading
 
-    from pytest_lava.plugin.claims import hold_back
+    from pytest_lava.plugin.claims import Gate
 
     claims = Claims(tmp_path)
-    first = StartingNode(FakeChannel())
-    held = threading.Thread(target=hold_back, args=(first, claims, 600.0), daemon=True)
+    first = StartingNode()
+    gate = Gate.for_first(first, claims, 600.0)
+    gate.hold(first)  # the first itself is never held
+    held = threading.Thread(target=gate.hold, args=(StartingNode(),), daemon=True)
     held.start()
     held.join(0.2)
     assert held.is_alive()  # the first worker has not claimed yet
     claims.mark_ready()
     held.join(60)
     assert not held.is_alive()
-    hold_back(first, claims, 600.0)  # returns at once from now on
+    gate.hold(StartingNode())  # returns at once from now on
 
 
-def test_a_first_worker_that_is_gone_or_silent_holds_nobody_back(tmp_path: Path) -> None:
-    from pytest_lava.plugin.claims import hold_back
+def test_a_first_worker_that_is_gone_or_silent_holds_nobody_back_for_long(tmp_path: Path) -> None:
+    from pytest_lava.plugin.claims import Gate
 
-    hold_back(StartingNode(FakeChannel(closed=True)), Claims(tmp_path), 600.0)  # crashed: at once
-    hold_back(StartingNode(FakeChannel()), Claims(tmp_path), 0.05)  # silent: until the timeout
+    crashed = StartingNode(shutting_down=True)
+    gate = Gate.for_first(crashed, Claims(tmp_path / "a"), 600.0)
+    (tmp_path / "a").mkdir()
+    gate.hold(StartingNode())  # its process is gone: at once, and open for good
+    assert gate.claims.ready()
+    (tmp_path / "b").mkdir()
+    silent = Gate.for_first(StartingNode(), Claims(tmp_path / "b"), 0.0)  # the session's deadline has passed
+    silent.hold(StartingNode())
+    assert silent.claims.ready()  # one deadline for the session, not one per worker
