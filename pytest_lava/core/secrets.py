@@ -99,9 +99,7 @@ class Masker:
                 text = text.replace(secret, HIDDEN)
         if "://" in text:
             text = _URL_PASSWORD.sub(lambda m: redact_url(m.group()), text)
-        if "=" in text:
-            text = _QUERY_SECRET.sub(rf"\1{HIDDEN}", text)
-        return text
+        return _redact_query(text)
 
     def mask_bytes(self, data: bytes) -> bytes:
         for secret in self._secrets:
@@ -161,8 +159,7 @@ def redact_url(url: str) -> str:
     what follows ``://`` up to the first ``/``, ``?`` or ``#``, and its userinfo runs to its last
     ``@``. Anything without one is returned unchanged. The value of a query parameter that
     carries a credential (``?token=…``, see the module's docstring) is replaced as well."""
-    if "=" in url:
-        url = _QUERY_SECRET.sub(rf"\1{HIDDEN}", url)
+    url = _redact_query(url)
     start = url.find("://")
     if start < 0:
         return url
@@ -170,3 +167,8 @@ def redact_url(url: str) -> str:
     end = min((i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url))
     at = url.rfind("@", start, end)
     return url if at < 0 else f"{url[:start]}{HIDDEN}{url[at:]}"
+
+
+def _redact_query(text: str) -> str:
+    """``text`` with the value of every query parameter that carries a credential hidden."""
+    return _QUERY_SECRET.sub(rf"\1{HIDDEN}", text) if "=" in text else text

@@ -108,33 +108,34 @@ class Claims:
         """The job is over (its items done, or reported lost): no longer in flight, and its claim
         stays, so a worker that comes up late never claims (and runs) it a second time. False if
         the mark could not be written (the scheduler counts the job as over all the same)."""
+        return self._mark(f"{unit}{_OVER}")
+
+    def is_over(self, unit: str) -> bool:
+        return self._marked(f"{unit}{_OVER}")
+
+    def mark_done(self, unit: str) -> None:
+        self._mark(f"{unit}{_DONE}")
+
+    def is_done(self, unit: str) -> bool:
+        return self._marked(f"{unit}{_DONE}")
+
+    def mark_ready(self) -> None:
+        """A worker has claimed what it could (:class:`Gate`)."""
+        self._mark(_READY)
+
+    def ready(self) -> bool:
+        return self._marked(_READY)
+
+    def _mark(self, name: str) -> bool:
+        """An empty file ``name`` in the directory; False if it could not be written."""
         try:
-            (self.directory / f"{unit}{_OVER}").touch()
+            (self.directory / name).touch()
             return True
         except OSError:
             return False
 
-    def is_over(self, unit: str) -> bool:
-        return (self.directory / f"{unit}{_OVER}").exists()
-
-    def mark_done(self, unit: str) -> None:
-        try:
-            (self.directory / f"{unit}{_DONE}").touch()
-        except OSError:
-            pass
-
-    def is_done(self, unit: str) -> bool:
-        return (self.directory / f"{unit}{_DONE}").exists()
-
-    def mark_ready(self) -> None:
-        """A worker has claimed what it could (:class:`Gate`)."""
-        try:
-            (self.directory / _READY).touch()
-        except OSError:
-            pass
-
-    def ready(self) -> bool:
-        return (self.directory / _READY).exists()
+    def _marked(self, name: str) -> bool:
+        return (self.directory / name).exists()
 
     def in_flight(self, over: Iterable[str] = ()) -> int:
         """The claims of jobs not over (``over``: more units known to be over)."""

@@ -90,6 +90,10 @@ class JobUnits:
         return ("test", nodeid)
 
 
+# a claimed job that ended on its worker's thread, the worker gone before reporting it
+_GONE = "ran to its end on worker {node}, which was gone before reporting it; its results are in the results directory"
+
+
 class JobScheduling:
     """An xdist scheduler (the ``xdist.scheduler.protocol.Scheduling`` protocol) of whole work units.
 
@@ -179,11 +183,10 @@ class JobScheduling:
             self.lost += 1
         work = self.assigned.pop(node, {})
         crashed = next((nodeid for unit in work.values() for nodeid, done in unit.items() if not done), None)
-        gone = self._gone_before_reporting(node)
         for key, unit in work.items():
             rest = {nodeid: False for nodeid, done in unit.items() if not done}
             if rest and self._done(key):  # finished (and submitted) on its thread: never run it again
-                self._lose(key, list(rest), gone)
+                self._lose(key, list(rest), _GONE.format(node=node.gateway.id))
                 self._end(key)
             elif rest:
                 self.workqueue[key] = rest
@@ -191,7 +194,7 @@ class JobScheduling:
                 self._release(key)
             else:
                 self._end(key)
-        self._drop_claimed(node, gone, only_done=True)  # claimed, never sent, but finished all the same
+        self._drop_claimed(node, _GONE, only_done=True)  # claimed, never sent, but finished all the same
         self._release_claims_of(node)  # claimed, never sent, not finished: another worker may run them
         for other in self.nodes:
             self._reschedule(other)
@@ -306,11 +309,6 @@ class JobScheduling:
             self._ended.add(name)  # over, even if its mark cannot be written (a full disk)
             if not self.claims.end(name):
                 self.log(f"{key[1]}: could not mark its claim over in {self.claims.directory}")
-
-    @staticmethod
-    def _gone_before_reporting(node: Any) -> str:
-        return (f"ran to its end on worker {node.gateway.id}, which was gone before reporting it; its results "
-                "are in the results directory")
 
     def _release_claims_of(self, node: Any) -> None:
         """Every claim file of a worker that is gone (queued or not: its collection may never have come)."""

@@ -113,6 +113,13 @@ def lab(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     return pytester.path
 
 
+def sleepy_jobs(lab: Path, n: int) -> list[str]:
+    """``n`` jobs of one 1.5 s setup action and one test action: job0.yaml, job1.yaml, ..."""
+    for i in range(n):
+        (lab / f"job{i}.yaml").write_text(SLEEPY.format(name=f"job{i}"))
+    return [f"job{i}.yaml" for i in range(n)]
+
+
 def run(pytester: pytest.Pytester, jobs: list[str], *args: str) -> tuple[pytest.RunResult, dict, list[dict]]:
     argv = ["-p", "no:cacheprovider", "--lava-devices", "lab", "--lava-results", "results", *args]
     for job in jobs:
@@ -127,10 +134,7 @@ def run(pytester: pytest.Pytester, jobs: list[str], *args: str) -> tuple[pytest.
 
 def test_a_worker_that_is_up_runs_the_jobs_of_starting_workers_side_by_side(
         pytester: pytest.Pytester, lab: Path) -> None:
-    jobs = []
-    for n in range(3):
-        (lab / f"job{n}.yaml").write_text(SLEEPY.format(name=f"job{n}"))
-        jobs.append(f"job{n}.yaml")
+    jobs = sleepy_jobs(lab, 3)
     result, outcomes, ran = run(pytester, jobs, "-n", "3", "-v")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=6)  # three test actions, each with one case
@@ -169,10 +173,7 @@ def test_jobs_whose_board_type_hook_answers_an_instance_never_share_a_process(
         pytester: pytest.Pytester, lab: Path) -> None:
     """One driver object would serve jobs running side by side: such jobs are not claimed."""
     pytester.makeconftest(CONFTEST.replace("return HostOnly if name", "return HostOnly() if name"))
-    jobs = []
-    for n in range(2):
-        (lab / f"job{n}.yaml").write_text(SLEEPY.format(name=f"job{n}"))
-        jobs.append(f"job{n}.yaml")
+    jobs = sleepy_jobs(lab, 2)
     result, outcomes, ran = run(pytester, jobs, "-n", "2")
     assert result.ret == 0, result.stdout.str()
     boots = sorted((r for r in ran if r["action"] == "boot"), key=lambda r: r["start"])
@@ -207,10 +208,7 @@ def test_the_other_workers_start_once_the_first_has_claimed(pytester: pytest.Pyt
     """The controller holds the other workers back until the first one up has claimed the jobs, so
     that it does not share the host's CPUs with them while it starts (claims.Gate)."""
     pytester.makeconftest(CONFTEST + ORDER)
-    jobs = []
-    for n in range(2):
-        (lab / f"job{n}.yaml").write_text(SLEEPY.format(name=f"job{n}"))
-        jobs.append(f"job{n}.yaml")
+    jobs = sleepy_jobs(lab, 2)
     result, outcomes, ran = run(pytester, jobs, "-n", "3")
     assert result.ret == 0, result.stdout.str()
     notes = [json.loads(line) for line in (lab / "workers.log").read_text().splitlines()]

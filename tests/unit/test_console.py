@@ -6,6 +6,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -254,18 +255,27 @@ def test_tcp_connection_reconnects_to_a_restarted_server(tmp_path: Path) -> None
         assert con.stats.reconnects >= 1
 
 
-def test_tcp_read_ends_when_the_socket_is_closed_between_recv_and_poll() -> None:
-    """The job's end closes the console from another thread; a close that lands after the
-    reader's recv and before its poll must end the read, not leave it waiting out its timeout
-    (a closed socket's fileno() is -1, which poll() ignores)."""
+@pytest.fixture
+def tcp_console() -> Iterator[tuple[TcpConnection, socket.socket]]:
+    """A TcpConnection to a local server that never sends, and its real socket."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
     conn = TcpConnection("127.0.0.1", srv.getsockname()[1])
     conn.connect(Deadline(5, "connect"))
     peer, _ = srv.accept()
-    real = conn._sock
-    assert real is not None
+    assert conn._sock is not None
+    yield conn, conn._sock
+    peer.close()
+    srv.close()
+
+
+def test_tcp_read_ends_when_the_socket_is_closed_between_recv_and_poll(
+        tcp_console: tuple[TcpConnection, socket.socket]) -> None:
+    """The job's end closes the console from another thread; a close that lands after the
+    reader's recv and before its poll must end the read, not leave it waiting out its timeout
+    (a closed socket's fileno() is -1, which poll() ignores)."""
+    conn, real = tcp_console
 
     class ClosedAfterRecv:
         """The real socket, closed by "another thread" right after its recv found nothing."""
@@ -280,28 +290,18 @@ def test_tcp_read_ends_when_the_socket_is_closed_between_recv_and_poll() -> None
             return real.recv(n)
 
     conn._sock = ClosedAfterRecv()  # type: ignore[assignment]
-    try:
-        with pytest.raises(ConnectionLost):
-            conn.read(1024, 60.0)  # before the fix: poll(-1), a ValueError out of the reader
-    finally:
-        peer.close()
-        srv.close()
+    with pytest.raises(ConnectionLost):
+        conn.read(1024, 60.0)  # before the fix: poll(-1), a ValueError out of the reader
 
 
-def test_tcp_close_from_another_thread_ends_a_waiting_read(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tcp_close_from_another_thread_ends_a_waiting_read(
+        tcp_console: tuple[TcpConnection, socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
     """The job's end closes the console while its reader waits in read(): the read ends with
     ConnectionLost at once, woken by the connection's eventfd, even when the socket's shutdown()
     wakes nothing (as seen at the end of real QEMU runs)."""
     from pytest_lava.console import connections
 
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    conn = TcpConnection("127.0.0.1", srv.getsockname()[1])
-    conn.connect(Deadline(5, "connect"))
-    peer, _ = srv.accept()
-    real = conn._sock
-    assert real is not None
+    conn, real = tcp_console
 
     class NoWakingShutdown:
         def __getattr__(self, name: str) -> object:
@@ -333,8 +333,6 @@ def test_tcp_close_from_another_thread_ends_a_waiting_read(monkeypatch: pytest.M
     time.sleep(0.05)  # inside poll() by now (were it not, the read still sees the close)
     conn.close()
     thread.join(60)  # a generous bound: without the wake-up the read would last 600 s
-    peer.close()
-    srv.close()
     assert not thread.is_alive()
     assert isinstance(outcome[0], ConnectionLost)
 
