@@ -4,8 +4,9 @@ The deploy action says what to boot (the driver's ``boot_spec``): a disk ``image
 (``deploy_linaro_image``), or ``kernel``/``ramdisk``/``dtb``/``rootfs`` for a direct kernel boot
 (``deploy_linaro_kernel``). ``boot_linaro_image`` starts
 ``<qemu_binary> -M <qemu_machine_type> -m <qemu_memory> <qemu_options...> <what the deploy gave>``
-with the console on a TCP port of 127.0.0.1 (:class:`~pytest_lava.console.pty.ProcessConnection`; not stdio:
-QEMU maps LF to CR LF on a terminal)
+with the console on a UNIX socket pair QEMU inherits (:class:`~pytest_lava.console.pty.ProcessConnection`;
+not stdio: QEMU maps LF to CR LF on a terminal; not a TCP port: no port to race for, and each console
+byte costs QEMU's CPU thread a third of what it costs over loopback TCP)
 and waits for ``tester_str``. An option the deploy gives (``-kernel``, ``-initrd``, ``-dtb``)
 replaces the device's own; the device's ``-append`` is kept and job ``options`` are added to it.
 Disk images are attached with ``snapshot=on``: the cached artifact is never written to.
@@ -17,7 +18,6 @@ and by the job watchdog if the job deadline passes (closing the console kills it
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from subprocess import Popen
@@ -30,21 +30,14 @@ if TYPE_CHECKING:
     from ..console.shell import ShellSession
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (QEMU binds it a moment later; a lost race is one
-    failed boot attempt, retried with another port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # options that take one argument and that a deploy may supply (the deploy's value wins)
 _REPLACEABLE = ("-kernel", "-initrd", "-dtb")
 
 
-def qemu_argv(device, spec: dict, options: list[str], port: int = 0) -> list[str]:  # type: ignore[no-untyped-def]
+def qemu_argv(device, spec: dict, options: list[str], console_fd: int = -1) -> list[str]:  # type: ignore[no-untyped-def]
     """The QEMU command line for ``device`` booting what the deploy put in ``spec``, its serial
-    console a TCP server on 127.0.0.1:``port`` that waits for the harness to connect."""
+    console the socket QEMU inherits as file descriptor ``console_fd`` (one end of the harness's
+    socket pair: :func:`~pytest_lava.console.pty.console_pair`)."""
     own = list(device.qemu_options)
     given = {opt for opt in _REPLACEABLE if spec.get(opt.lstrip("-"))}
     opts: list[str] = []
@@ -70,8 +63,8 @@ def qemu_argv(device, spec: dict, options: list[str], port: int = 0) -> list[str
     if words and (spec.get("kernel") or "-kernel" in opts):
         opts += ["-append", " ".join(words)]
     console = [] if "-nographic" in opts or "-display" in opts else ["-display", "none"]
-    if "-serial" not in opts:  # a TCP console: a pty/stdio console would get QEMU's own CR/LF mapping
-        console += ["-serial", f"tcp:127.0.0.1:{port},server=on,wait=on"]
+    if "-serial" not in opts:  # a socket: a pty/stdio console would get QEMU's own CR/LF mapping
+        console += ["-chardev", f"socket,id=lava-console,fd={console_fd}", "-serial", "chardev:lava-console"]
     if "-monitor" not in opts:
         console += ["-monitor", "none"]
     return [device.qemu_binary, "-M", device.qemu_machine_type, "-m", str(device.qemu_memory),
@@ -113,11 +106,17 @@ class QemuBoard(BoardDriver):
             node = ctx.deadline.child(limit, f"boot qemu ({n}/{tries})")
             try:
                 self.stop(ctx)
-                port = free_port()
-                argv = self._carry(ctx, qemu_argv(dev, spec or {}, list(options), port))
-                from ..console.pty import ProcessConnection
+                from ..console.pty import ProcessConnection, console_pair
 
-                conn = ProcessConnection(argv, port=port, name=f"{dev.name} qemu", cwd=ctx.run.options.rootdir,
+                pair = console_pair()
+                try:
+                    argv = self._carry(ctx, qemu_argv(dev, spec or {}, list(options), pair[1].fileno()))
+                except BaseException:
+                    for end in pair:
+                        end.close()
+                    raise
+                conn = ProcessConnection(argv, socket_pair=pair, name=f"{dev.name} qemu",
+                                         cwd=ctx.run.options.rootdir,
                                          output=ctx.board.log_dir / "qemu-output.log", log=ctx.board.log)
                 conn.connect(node)
                 self.process = conn.proc

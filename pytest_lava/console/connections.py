@@ -8,7 +8,7 @@ Kinds:
 * ``PtyConnection`` — a ``connection_command`` (``telnet localhost 7001``) spawned on a pty,
   argv via shlex, killed by PID on close (in :mod:`pytest_lava.console.pty`, re-exported here).
 * ``ProcessConnection`` — a process a board type starts itself (QEMU, a simulator), console on
-  its stdio pty or on a TCP port it opens (likewise).
+  its stdio pty, on a TCP port it opens, or on a socket pair it inherits (likewise).
 
 ``read()`` returns what is available (at most ``max_bytes``), ``b""`` when nothing came within
 ``timeout``, and raises :class:`ConnectionLost` when the other end went away.
@@ -138,7 +138,11 @@ class ReconnectBackoff:
 
 
 class TcpConnection:
-    """A raw TCP console (QEMU ``-serial tcp``, ser2net raw port). Reconnects on demand."""
+    """A raw TCP console (QEMU ``-serial tcp``, ser2net raw port). Reconnects on demand.
+
+    :meth:`over` reads and writes a socket that is already connected instead: our end of a socket
+    pair whose other end a process we started holds (QEMU's ``-chardev socket,fd=``); it is never
+    reconnected (the other end goes away only with the process)."""
 
     def __init__(self, host: str, port: int, *, name: str = "", log: ConsoleLog | None = None) -> None:
         self.host = host
@@ -147,6 +151,7 @@ class TcpConnection:
         self.log = log
         self._sock: socket.socket | None = None
         self._closed = False
+        self._pair = False  # over(): a socket pair's end, nothing to reconnect to
         # close() from another thread (the job's end, the watchdog) wakes a read() waiting in poll
         # through this eventfd: a shutdown() of the socket alone left the reader waiting out its
         # whole timeout in about one job end of four (0.5 s more per job). Closed with the object.
@@ -154,8 +159,19 @@ class TcpConnection:
         if self._wake >= 0:  # not at interpreter exit: a daemon thread may still close() then
             weakref.finalize(self, os.close, self._wake).atexit = False
 
+    @classmethod
+    def over(cls, sock: socket.socket, *, name: str, log: ConsoleLog | None = None) -> TcpConnection:
+        """A console on ``sock``, a connected socket (our end of a socket pair)."""
+        conn = cls("", 0, name=name, log=log)
+        conn._pair = True
+        sock.setblocking(False)
+        conn._sock = sock
+        return conn
+
     def connect(self, deadline: Deadline, *, retry_interval: float = 0.1) -> None:
         """Connect, retrying refused connections until ``deadline`` (the server may be starting)."""
+        if self._pair:
+            raise ConnectionLost(f"{self.name}: the console socket was closed (its process's end of the pair)")
         last: OSError | None = None
         while not self._closed:
             try:
