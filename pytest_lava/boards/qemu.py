@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 _REPLACEABLE = ("-kernel", "-initrd", "-dtb")
 
 
-def qemu_argv(device, spec: dict, options: list[str], console_fd: int = -1) -> list[str]:  # type: ignore[no-untyped-def]
+def qemu_argv(device, spec: dict, options: list[str], console_fd: int) -> list[str]:  # type: ignore[no-untyped-def]
     """The QEMU command line for ``device`` booting what the deploy put in ``spec``, its serial
     console the socket QEMU inherits as file descriptor ``console_fd`` (one end of the harness's
     socket pair: :func:`~pytest_lava.console.pty.console_pair`)."""
@@ -63,8 +63,9 @@ def qemu_argv(device, spec: dict, options: list[str], console_fd: int = -1) -> l
     if words and (spec.get("kernel") or "-kernel" in opts):
         opts += ["-append", " ".join(words)]
     console = [] if "-nographic" in opts or "-display" in opts else ["-display", "none"]
-    if "-serial" not in opts:  # a socket: a pty/stdio console would get QEMU's own CR/LF mapping
-        console += ["-chardev", f"socket,id=lava-console,fd={console_fd}", "-serial", "chardev:lava-console"]
+    # a socket: a pty/stdio console would get QEMU's own CR/LF mapping (a device's own -serial is
+    # refused at validation: check_parameters)
+    console += ["-chardev", f"socket,id=lava-console,fd={console_fd}", "-serial", "chardev:lava-console"]
     if "-monitor" not in opts:
         console += ["-monitor", "none"]
     return [device.qemu_binary, "-M", device.qemu_machine_type, "-m", str(device.qemu_memory),
@@ -78,6 +79,11 @@ class QemuBoard(BoardDriver):
                            "lava_test_install", "lava_test_run", "lava_test_shell"})
     hints = {"boot_master_image": "a qemu board has no master image",
              "add_apt_repository": "it edits the test root filesystem from a master image"}
+
+    def check_parameters(self, action, device, problems, path: str) -> None:  # type: ignore[no-untyped-def]
+        if action.command == "boot_linaro_image" and "-serial" in device.qemu_options:
+            problems.add(path, f"the qemu board type owns QEMU's serial console (a socket pair it reads): "
+                               f"remove -serial from qemu_options ({device.source or 'device'}: {device.name})")
 
     def __init__(self) -> None:
         super().__init__()

@@ -3,7 +3,8 @@
 Kinds:
 
 * :class:`TcpConnection` — ``socket://host:port`` (and ``telnet://`` without negotiation); a dropped
-  connection is reconnected within a deadline.
+  connection is reconnected within a deadline. ``TcpConnection.over`` reads a socket pair's end
+  (the console of a process we start), which is never reconnected.
 * :class:`SerialConnection` — any other pyserial URL (``/dev/ttyUSB0``, ``rfc2217://…``).
 * ``PtyConnection`` — a ``connection_command`` (``telnet localhost 7001``) spawned on a pty,
   argv via shlex, killed by PID on close (in :mod:`pytest_lava.console.pty`, re-exported here).
@@ -237,6 +238,8 @@ class TcpConnection:
             sock.close()
 
     def reconnect(self, deadline: Deadline) -> None:
+        if self._pair:  # the pair's socket is the only one there is: keep it for the last reads
+            raise ConnectionLost(f"{self.name}: the console socket was closed (its process's end of the pair)")
         self._drop()
         self.connect(deadline)
 

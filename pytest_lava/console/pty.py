@@ -20,6 +20,7 @@ import subprocess
 import tty
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from ..core.deadline import Deadline
 from ..core.errors import ConfigurationError, InfrastructureError
@@ -226,8 +227,10 @@ class ProcessConnection:
             self.proc = self._pty.proc
             return
         ours, theirs = self.socket_pair or (None, None)
-        out = open(self.output, "ab") if self.output else subprocess.DEVNULL  # noqa: SIM115
+        out: int | IO[bytes] = subprocess.DEVNULL
         try:
+            if self.output:
+                out = open(self.output, "ab")  # noqa: SIM115
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -239,12 +242,14 @@ class ProcessConnection:
                 close_fds=True,
                 pass_fds=(theirs.fileno(),) if theirs is not None else (),
             )
-        except OSError as exc:
+        except BaseException as exc:
             if ours is not None:
                 ours.close()
-            raise InfrastructureError(f"{self.name}: cannot start {self.argv[0]}: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise InfrastructureError(f"{self.name}: cannot start {self.argv[0]}: {exc}") from exc
+            raise
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):
                 out.close()
             if theirs is not None:
                 theirs.close()  # the process's end: the console ends when the process does
@@ -289,12 +294,17 @@ class ProcessConnection:
         self._conn.write(data, timeout)
 
     def reconnect(self, deadline: Deadline) -> None:
+        if self.socket_pair is not None and self.proc is not None:
+            # the process's end closes when it exits: give it a moment to be reaped, for its status
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _wait_exit(self.proc, min(1.0, max(0.0, deadline.remaining())))
+        where = f"; its output: {self.output}" if self.output else ""
         if self._pty is not None or self.proc is None or self.proc.poll() is not None:
             status = self.proc.returncode if self.proc is not None else None
-            raise ConnectionLost(f"{self.name}: process exited (status {status}); not restarting it")
+            raise ConnectionLost(f"{self.name}: process exited (status {status}); not restarting it{where}")
         assert self._tcp is not None
         if self.socket_pair is not None:
-            raise ConnectionLost(f"{self.name}: the console socket pair was closed; the process is not restarted")
+            raise ConnectionLost(f"{self.name}: the process closed its console socket; not restarting it{where}")
         self._tcp._drop()
         self._connect_tcp(deadline)
 
@@ -303,5 +313,7 @@ class ProcessConnection:
             self._pty.close()
         if self._tcp is not None:
             self._tcp.close()
+        for end in self.socket_pair or ():
+            end.close()  # a pair never handed to a process (closing twice is harmless)
         if self.proc is not None:
             kill_process(self.proc)

@@ -300,15 +300,31 @@ def test_qemu_argv_deploy_overrides_and_options_append() -> None:
                  qemu_machine_type="pc", qemu_memory="512",
                  qemu_options=["-accel", "tcg", "-nographic", "-kernel", "dev/vmlinuz", "-initrd", "dev/initrd",
                                "-append", "console=ttyS0 panic=10"])
-    argv = qemu_argv(dev, {"kernel": "/c/k", "initrd": "/c/i", "rootfs": "/c/r.img"}, ["quiet"])
+    argv = qemu_argv(dev, {"kernel": "/c/k", "initrd": "/c/i", "rootfs": "/c/r.img"}, ["quiet"], 7)
     assert argv[:5] == ["qemu-system-x86_64", "-M", "pc", "-m", "512"]
     assert "dev/vmlinuz" not in argv and argv[argv.index("-kernel") + 1] == "/c/k"
     assert argv[argv.index("-initrd") + 1] == "/c/i"
     assert argv[argv.index("-append") + 1] == "console=ttyS0 panic=10 quiet"
     assert "file=/c/r.img,format=raw,if=virtio,snapshot=on" in argv
-    plain = qemu_argv(dev, {}, [])
+    plain = qemu_argv(dev, {}, [], 7)
     assert plain[plain.index("-kernel") + 1] == "dev/vmlinuz" and plain.count("-append") == 1
     bare = Device(name="q2", device_type="qemu", board_type="qemu", qemu_options=[])
     argv = qemu_argv(bare, {"image": "/x.img"}, [], 7)
     assert argv[-6:] == ["-chardev", "socket,id=lava-console,fd=7", "-serial", "chardev:lava-console",
                          "-monitor", "none"]
+
+
+def test_a_qemu_device_with_its_own_serial_is_refused_at_validation(tmp_path: Path) -> None:
+    from pytest_lava.jobs.job import load_job
+    from pytest_lava.jobs.plan import board_problems
+
+    (tmp_path / "j.yaml").write_text("job_name: j\ndevice_type: qemu\ntimeout: 60\n"
+                                     "actions:\n  - command: boot_linaro_image\n")
+    job = load_job(tmp_path / "j.yaml")
+    own = Device(name="q3", device_type="qemu", board_type="qemu", source="devices/q3.yaml",
+                 qemu_options=["-kernel", "k", "-serial", "stdio"])
+    problems = [str(p) for p in board_problems(job, [own])]
+    wanted = "remove -serial from qemu_options (devices/q3.yaml: q3)"
+    assert any("actions[0]" in p and wanted in p for p in problems), problems
+    fine = Device(name="q4", device_type="qemu", board_type="qemu", qemu_options=["-kernel", "k"])
+    assert not board_problems(job, [fine])
