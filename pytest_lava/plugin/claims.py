@@ -284,7 +284,7 @@ def _unclaimable(lava: LavaSession, job: Job) -> bool:
     """A job the controller must route itself, or that must not share this process with another:
     its boards must be run from given hosts (``dispatcher_host``), or a ``pytest_lava_board_type``
     hook answers with a driver *instance* (one object, which jobs running side by side would share)."""
-    from .scheduling import job_hosts
+    from .units import job_hosts
 
     try:
         boards = lava.plan(job).boards

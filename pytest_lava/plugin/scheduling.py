@@ -10,7 +10,8 @@ one test per unit for ``load`` (the default), by file for ``loadfile``, by class
 ``loadscope``, by ``xdist_group`` for ``loadgroup``.
 
 The controller collects nothing: it learns which job a node id belongs to from the job files
-themselves (:func:`pytest_lava.plugin.items.item_paths` is the single source of item names).
+themselves (:func:`pytest_lava.plugin.items.item_paths` is the single source of item names;
+the units and the hosts they must run from are :mod:`.units`).
 
 Workers on several hosts (``--tx ssh=host//python=…``): a device may name the host it must be run
 from (``dispatcher_host``: a USB console, a local power switch). A job whose every candidate board
@@ -22,7 +23,6 @@ is reported as an error; the pool, on the worker, refuses boards of other hosts 
 
 from __future__ import annotations
 
-import socket
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -30,65 +30,8 @@ from typing import Any
 
 import pytest
 
-from .claims import Claims, claim_name, job_unit
-from .items import item_paths
-
-UnitKey = tuple[str, str]
-Hosts = frozenset[str] | None  # the hosts a unit must run from; None: any
-
-
-def worker_hosts(node: Any) -> frozenset[str]:
-    """The names of the host an xdist worker runs on: its ``--tx ssh=`` host, else this host's."""
-    spec = getattr(node.gateway, "spec", None)
-    ssh = getattr(spec, "ssh", None)
-    if ssh:
-        return frozenset({str(ssh).split()[-1].rpartition("@")[2].lower()})
-    return frozenset({socket.gethostname().lower()})
-
-
-class JobUnits:
-    """Maps a node id to its work unit: ("job", <file>#<variant>) for a job's items, else by --dist."""
-
-    def __init__(self, jobs: dict[Path, list[Any]], rootpath: Path, dist: str,
-                 hosts_of_job: Callable[[Any], Hosts] | None = None) -> None:
-        self.rootpath = rootpath
-        self.dist = dist
-        self._by_path: dict[Path, dict[str, str]] = {}
-        self._by_basename: dict[str, dict[str, str]] = {}
-        self._hosts: dict[str, Hosts] = {}
-        for path, variants in jobs.items():
-            names = {name: job_unit(job) for name, job in item_paths(variants).items()}
-            if hosts_of_job is not None:
-                for job in variants:
-                    self._hosts[job_unit(job)] = hosts_of_job(job)
-            self._by_path[path.resolve()] = names
-            self._by_basename.setdefault(path.name, {}).update(names)
-
-    def job_of(self, nodeid: str) -> str | None:
-        fspart, sep, name = nodeid.partition("::")
-        if not sep:
-            return None
-        names = self._by_path.get((self.rootpath / fspart).resolve())
-        if names is None:  # a job file outside the rootdir: pytest names it relative to something else
-            names = self._by_basename.get(Path(fspart).name, {})
-        return names.get(name)
-
-    def hosts(self, key: UnitKey) -> Hosts:
-        """The hosts the unit must run from (None: any)."""
-        return self._hosts.get(key[1]) if key[0] == "job" else None
-
-    def key(self, nodeid: str) -> UnitKey:
-        job = self.job_of(nodeid)
-        if job is not None:
-            return ("job", job)
-        if self.dist == "loadfile":
-            return ("file", nodeid.split("::", 1)[0])
-        if self.dist == "loadscope":
-            return ("scope", nodeid.rsplit("::", 1)[0])
-        if self.dist == "loadgroup" and "@" in nodeid:
-            return ("group", nodeid.rsplit("@", 1)[1])
-        return ("test", nodeid)
-
+from .claims import Claims, claim_name
+from .units import Hosts, JobUnits, UnitKey, worker_hosts
 
 # a claimed job that ended on its worker's thread, the worker gone before reporting it
 _GONE = "ran to its end on worker {node}, which was gone before reporting it; its results are in the results directory"
@@ -391,14 +334,6 @@ def make_scheduler(config: pytest.Config, jobs: dict[Path, list[Any]], log: Any,
 
     return JobScheduling(worker_count(config), units.key, log=log, collection_mismatch=mismatch,
                          hosts_of=units.hosts, unroutable=unroutable, claims=claims, lost_unit=lost)
-
-
-def job_hosts(boards: Sequence[Any]) -> Hosts:
-    """The hosts a job on one of ``boards`` must run from: None if any board can be run from anywhere."""
-    hosts = [getattr(b, "dispatcher_host", None) for b in boards]
-    if not hosts or any(not h for h in hosts):
-        return None
-    return frozenset(str(h).lower() for h in hosts)
 
 
 def worker_count(config: pytest.Config) -> int:

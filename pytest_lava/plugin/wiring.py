@@ -272,7 +272,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     lava = config.stash.get(SESSION_KEY, None)
     if lava is None:
         return None
-    from .scheduling import job_hosts, make_scheduler
+    from .scheduling import make_scheduler
+    from .units import job_hosts
 
     def hosts_of_job(job: object) -> frozenset[str] | None:
         try:

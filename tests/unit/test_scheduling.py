@@ -149,7 +149,7 @@ def test_worker_count_from_tx_specs() -> None:
 
 def test_units_of_jobs_variants_and_plain_tests(tmp_path: Path) -> None:
     from pytest_lava.jobs.job import load_job
-    from pytest_lava.plugin.scheduling import JobUnits
+    from pytest_lava.plugin.units import JobUnits
 
     (tmp_path / "jobs").mkdir()
     job = tmp_path / "jobs" / "km.yaml"
@@ -244,7 +244,7 @@ def test_a_job_no_worker_can_run_is_reported_and_never_sent() -> None:
 def test_a_workers_host_is_its_ssh_host() -> None:
     from types import SimpleNamespace
 
-    from pytest_lava.plugin.scheduling import job_hosts, worker_hosts
+    from pytest_lava.plugin.units import job_hosts, worker_hosts
 
     def node(ssh: str | None) -> object:
         return SimpleNamespace(gateway=SimpleNamespace(spec=SimpleNamespace(ssh=ssh)))
