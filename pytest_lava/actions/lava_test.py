@@ -18,7 +18,6 @@ each definition run a :class:`TestRun` of the bundle, as the device-side tools u
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +27,11 @@ from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError, TestFailure
 from ..results.model import Attachment, CaseResult, TestRun
 from ..testdefs.classic import resolve_test
-from ..testdefs.device import DEFAULT_LAVA_DIR, DeviceRunner, ScriptEnv, test_dirname
+from ..testdefs.device import DeviceRunner, ScriptEnv, test_dirname
 from ..testdefs.model import LAVA_TEST, TestDefinition
 from ..testdefs.parse import CaseCollector, unique_ids
 from .implementations import implements
+from .lava_test_state import lava_dir, state
 
 if TYPE_CHECKING:
     from ..console.shell import ShellSession
@@ -41,23 +41,6 @@ RECOVER_TIMEOUT = 60.0
 RECOVER_ATTEMPT = 10.0  # seconds for each "Ctrl-C, then true" try
 MAX_RUN_LOG = 1024 * 1024
 NO_APT = 3  # install.sh's exit status when deps are needed but the image has no apt-get
-
-
-@dataclass
-class LavaTestState:
-    registered: dict[str, TestDefinition] = field(default_factory=dict)
-    installed: dict[str, TestDefinition] = field(default_factory=dict)
-    pending_tests: list[TestDefinition] = field(default_factory=list)
-    pending_python: list[str] = field(default_factory=list)
-    pending_deb: list[str] = field(default_factory=list)
-
-
-def state(ctx: ActionContext) -> LavaTestState:
-    return ctx.run.slot(LavaTestState)
-
-
-def lava_dir(ctx: ActionContext) -> str:
-    return str(ctx.device.extra.get("lava_test_dir", DEFAULT_LAVA_DIR))
 
 
 class TestRunFailed(TestFailure):

@@ -1,7 +1,7 @@
 """``lava_test_install``: definitions, pip requirements and Debian packages into the test image.
 
 From the master (``chroot`` into the mounted test root filesystem, as the old dispatcher did), on
-the running test image, or, when no image is up, left in :class:`~.lava_test.LavaTestState` for
+the running test image, or, when no image is up, left in :class:`~.lava_test_state.LavaTestState` for
 the first run. Before installing anything with apt, ``apt-get update`` runs once per image (the
 old dispatcher did too), so a repository that ``add_apt_repository`` added is really used.
 Each sub-step is its own result of the ``lava`` run.
@@ -13,7 +13,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from ..boards.driver import BoardState
-from ..console.engine import ConsoleTimeout
+from ..console.text import ConsoleTimeout
 from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError, JobError, LavaError
 from ..testdefs.classic import resolve_test

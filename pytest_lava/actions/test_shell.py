@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import JobError, LavaError
+from ..core.errors import JobError
 from ..results.model import CaseResult
-from ..testdefs.device import DeviceRunner, ScriptEnv, definition_files, test_dirname
+from ..testdefs.device import DeviceRunner, ScriptEnv, test_dirname
 from ..testdefs.load import load_inline, load_tree, load_url, resolve
 from ..testdefs.model import TestDefinition
 from ..testdefs.parse import CaseCollector
@@ -34,7 +34,6 @@ from .lava_test import (
     _report,
     _run_definition,
     _runner,
-    lava_dir,
     state,
 )
 
@@ -79,31 +78,6 @@ def shell_definitions(ctx: ActionContext, params: dict[str, Any]) -> list[ShellI
         raise JobError.single(job_file, f"{ctx.action.path}.parameters",
                               "lava_test_shell needs testdef_urls, testdef_repos or testdefs")
     return out
-
-
-def files_to_carry(ctx: ActionContext) -> list[tuple[str, bytes, str]]:
-    """The definition files the job's next ``lava_test_shell`` (this action or a later one) will
-    put on the test image, for a boot that can carry them into the image (testdefs/carry.py):
-    known only when every definition is inline, built in or a local file (no URL, no repository).
-    ``[]`` otherwise, or when a definition does not load (the action itself reports that)."""
-    start = ctx.action.index if ctx.action is not None else 0
-    shell = next((a for a in ctx.job.actions if a.index >= start and a.command == "lava_test_shell"), None)
-    if shell is None or shell.parameters.get("testdef_urls") or shell.parameters.get("testdef_repos"):
-        return []
-    st = state(ctx)
-    env = ScriptEnv(kmsg=bool(ctx.device.extra.get("lava_test_kmsg", False)), skip_missing=True)
-    where = f"{ctx.job.file}: {shell.path}.parameters"
-    files: list[tuple[str, bytes, str]] = []
-    try:
-        for i, item in enumerate(shell.parameters.get("testdefs") or []):
-            if isinstance(item, str) and "://" in item:
-                return []
-            definition = (resolve(item, registered=st.registered, base=Path(ctx.job.file).parent)
-                          if isinstance(item, str) else load_inline(item, f"{where}.testdefs[{i}]"))
-            files += definition_files(definition, lava_dir(ctx), test_dirname(definition, i), env=env)
-    except LavaError:
-        return []
-    return files
 
 
 def _deliver(ctx: ActionContext, runner: DeviceRunner, item: ShellItem) -> str | None:
@@ -171,4 +145,4 @@ def lava_test_shell(ctx: ActionContext, params: dict[str, Any]) -> None:
                                  details="a definition that reports no test case passes only if its steps do"))
 
 
-__all__ = ["ShellItem", "files_to_carry", "lava_test_shell", "shell_definitions"]
+__all__ = ["ShellItem", "lava_test_shell", "shell_definitions"]

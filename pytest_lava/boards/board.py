@@ -10,14 +10,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..console.connections import Connection, open_connection
-from ..console.engine import Console
 from ..console.log import ConsoleLog
-from ..console.shell import ShellSession
 from ..core.deadline import Deadline, Watchdog
 from ..devices.device import Device
 from ..devices.power import PowerControl
+
+if TYPE_CHECKING:  # imported when first used: a board type that starts its own process (QEMU) starts
+    # it before the console engine is loaded, so that import overlaps the boot
+    from ..console.engine import Console
+    from ..console.shell import ShellSession
 
 
 class Board:
@@ -59,6 +63,8 @@ class Board:
         if self._console is not None:
             self._console.close("replaced by a new connection")
         self._connection = connection
+        from ..console.engine import Console
+
         self._console = Console(
             connection,  # type: ignore[arg-type]
             name=self.name,
@@ -83,6 +89,8 @@ class Board:
     def shell(self, prompt: str | None = None, *, login: bool = True) -> ShellSession:
         """A shell session on the console; ``prompt`` defaults to the master image's prompt."""
         dev = self.device
+        from ..console.shell import ShellSession
+
         return ShellSession(
             self.console,
             prompt or dev.master_str,

@@ -154,8 +154,7 @@ class QemuBoard(BoardDriver):
 
         if not is_cpio_initrd(original):
             return argv
-        from ..actions.lava_test import lava_dir
-        from ..actions.test_shell import files_to_carry
+        from ..actions.lava_test_state import files_to_carry, lava_dir
 
         files, carried = carry_files(lava_dir(ctx), files_to_carry(ctx))
         self._carry_dir = Path(tempfile.mkdtemp(prefix="lava-carry-"))

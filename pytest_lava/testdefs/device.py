@@ -22,15 +22,18 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..console.engine import ConsoleTimeout
-from ..console.shell import ShellSession
+from ..console.text import ConsoleTimeout
 from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError
 from .carry import Carried, digest, helper_files
 from .helpers import RAISED_FILE, RUNNER_VERSION
 from .model import TestDefinition
-from .transfer import ConsoleTransfer
+
+if TYPE_CHECKING:  # the shell and the transfer load with the first runner: a board that carries the
+    # files at boot (testdefs/carry.py) needs only the scripts before QEMU starts
+    from ..console.shell import ShellSession
 
 DEFAULT_LAVA_DIR = "/lava"
 CARRY_MISSING = "LAVA_CARRY_MISSING"  # the guard of the first command: the boot's carried files are not there
@@ -147,6 +150,8 @@ class DeviceRunner:
                  log: Callable[[str], None] | None = None, *, carried: Carried | None = None) -> None:
         self.shell = shell
         self.lava_dir = lava_dir.rstrip("/") or "/"
+        from .transfer import ConsoleTransfer
+
         self.transfer = ConsoleTransfer(shell)
         self.log = log or (lambda _m: None)
         self._staged: list[tuple[str, bytes, str]] = []  # files to send in the next batch

@@ -131,8 +131,7 @@ def test_the_next_test_shell_s_definitions_are_carried_and_the_action_sends_noth
     import yaml
 
     from pytest_lava.actions import registry
-    from pytest_lava.actions.lava_test import lava_dir
-    from pytest_lava.actions.test_shell import files_to_carry
+    from pytest_lava.actions.lava_test_state import files_to_carry, lava_dir
     from pytest_lava.jobs.job import load_job
     from pytest_lava.testdefs.transfer import ConsoleTransfer
     from tests.unit.test_lava_test_actions import FakeCtx
@@ -179,7 +178,7 @@ def test_the_next_test_shell_s_definitions_are_carried_and_the_action_sends_noth
 def test_no_definition_is_carried_for_a_repository_or_an_url(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from pytest_lava.actions.test_shell import files_to_carry
+    from pytest_lava.actions.lava_test_state import files_to_carry
 
     def ctx_for(params: dict) -> object:
         action = SimpleNamespace(index=1, command="lava_test_shell", parameters=params, path="actions[1]")

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_lava.actions import registry
-from pytest_lava.actions.lava_test import LavaTestState, TestRunFailed, state
+from pytest_lava.actions.lava_test import TestRunFailed
+from pytest_lava.actions.lava_test_state import LavaTestState, state
 from pytest_lava.boards import BoardState
 from pytest_lava.core.deadline import Deadline
 from pytest_lava.results.model import JobResults
