@@ -22,6 +22,7 @@ from ..testdefs.load import load_url
 from ..testdefs.model import TestDefinition
 from . import lava_test as _lt  # the module (not its names): lava_test imports this one back
 from .implementations import implements
+from .lava_test_state import state
 
 if TYPE_CHECKING:
     from ..jobs.runner import ActionContext
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 @implements("lava_test_install")
 def lava_test_install(ctx: ActionContext, params: dict[str, Any]) -> None:
-    st = _lt.state(ctx)
+    st = state(ctx)
     for url in params.get("register") or []:
         try:
             definition = load_url(url, timeout=min(60.0, ctx.deadline.remaining()))
@@ -128,7 +129,7 @@ def install_on_image(ctx: ActionContext, runner: DeviceRunner, definitions: list
                       python: list[str], debs: list[str], *, root: str = "", prefix: str = "") -> None:
     """Each sub-step is its own entry of the ``lava`` run; what the image cannot do fails with
     the reason and the next sub-step still runs."""
-    st = _lt.state(ctx)
+    st = state(ctx)
     deadline = ctx.deadline
     runner.install_helpers(deadline, root=root)
     has_apt = _has_tool(runner, prefix, ["apt-get"], deadline) is not None

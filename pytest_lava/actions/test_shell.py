@@ -34,8 +34,8 @@ from .lava_test import (
     _report,
     _run_definition,
     _runner,
-    state,
 )
+from .lava_test_state import state
 
 if TYPE_CHECKING:
     from ..jobs.runner import ActionContext

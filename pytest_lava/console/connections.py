@@ -171,8 +171,6 @@ class TcpConnection:
 
     def connect(self, deadline: Deadline, *, retry_interval: float = 0.1) -> None:
         """Connect, retrying refused connections until ``deadline`` (the server may be starting)."""
-        if self._pair:
-            raise ConnectionLost(f"{self.name}: the console socket was closed (its process's end of the pair)")
         last: OSError | None = None
         while not self._closed:
             try:
