@@ -23,6 +23,7 @@ import select
 import socket
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -73,7 +74,11 @@ def _eventfd() -> int:
         return -1
 
 
-def _write_fd(fd: int, data: bytes, timeout: float, name: str) -> None:
+def _write_all(fd: int, send: Callable[[memoryview], int], data: bytes, timeout: float, name: str) -> None:
+    """Write ``data`` through ``send`` (``socket.send``, or an ``os.write`` that checks its fd is
+    still ours), waiting on ``fd`` until it is writable. Never ``os.write`` on a bare fd number:
+    a connection closed by another thread frees the number, the next console opened reuses it, and
+    the bytes would reach another board. ``send`` fails cleanly instead (``ConnectionLost``)."""
     deadline = time.monotonic() + timeout
     view = memoryview(data)
     while view:
@@ -81,10 +86,10 @@ def _write_fd(fd: int, data: bytes, timeout: float, name: str) -> None:
         if left <= 0 or not _wait_fd(fd, left, write=True):
             raise InfrastructureError(f"{name}: console write timed out after {timeout:.1f} s")
         try:
-            n = os.write(fd, view)
+            n = send(view)
         except BlockingIOError:
             continue
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a file descriptor of -1 after a close
             raise ConnectionLost(f"{name}: console write failed: {exc}") from exc
         view = view[n:]
 
@@ -221,9 +226,9 @@ class TcpConnection:
     def write(self, data: bytes, timeout: float) -> None:
         sock = self._sock
         fd = sock.fileno() if sock is not None else -1  # -1 as well once closed by another thread
-        if fd < 0:
+        if fd < 0 or self._closed:
             raise ConnectionLost(f"{self.name}: not connected")
-        _write_fd(fd, data, timeout, self.name)
+        _write_all(fd, sock.send, data, timeout, self.name)  # type: ignore[union-attr]
 
     def fileno(self) -> int:
         return self._sock.fileno() if self._sock is not None else -1

@@ -17,15 +17,18 @@ import shlex
 import signal
 import socket
 import subprocess
+import threading
 import tty
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from ..core.deadline import Deadline
 from ..core.errors import ConfigurationError, InfrastructureError
-from .connections import ConnectionLost, TcpConnection, _wait_fd, _write_fd
+from .connections import ConnectionLost, TcpConnection, _wait_fd, _write_all
 from .log import ConsoleLog
+
+_T = TypeVar("_T")
 
 
 def kill_process(proc: subprocess.Popen[bytes], grace: float = 2.0) -> int | None:
@@ -88,6 +91,7 @@ class PtyConnection:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
+        self._io = threading.Lock()  # a read or write on _fd, or its close: see _on_fd
 
     def connect(self, deadline: Deadline) -> None:
         deadline.check()
@@ -129,14 +133,22 @@ class PtyConnection:
                 raise ConnectionLost(f"{self.name}: console process ended{self._status()}") from exc
             raise ConnectionLost(f"{self.name}: console read failed: {exc}") from exc
 
+    def _on_fd(self, fd: int, op: Callable[[], _T]) -> _T:
+        """``op`` (an ``os.read``/``os.write`` on ``fd``) if ``fd`` is still this console's: a
+        close from another thread frees the number and the next console opened may reuse it."""
+        with self._io:
+            if self._fd != fd:
+                raise OSError(errno.EBADF, "the console was closed")
+            return op()
+
     def _read_nonempty(self, fd: int, max_bytes: int, timeout: float) -> bytes:
         try:
-            data = os.read(fd, max_bytes)
+            data = self._on_fd(fd, lambda: os.read(fd, max_bytes))
         except BlockingIOError:
             if not _wait_fd(fd, timeout):
                 return b""
             try:
-                data = os.read(fd, max_bytes)
+                data = self._on_fd(fd, lambda: os.read(fd, max_bytes))
             except BlockingIOError:
                 return b""
         if not data:
@@ -153,15 +165,17 @@ class PtyConnection:
         return f" (exit status {rc})"
 
     def write(self, data: bytes, timeout: float) -> None:
-        if self._fd < 0:
+        fd = self._fd
+        if fd < 0:
             raise ConnectionLost(f"{self.name}: not connected")
-        _write_fd(self._fd, data, timeout, self.name)
+        _write_all(fd, lambda view: self._on_fd(fd, lambda: os.write(fd, view)), data, timeout, self.name)
 
     def _stop(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._io:
+            fd, self._fd = self._fd, -1
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         proc, self.proc = self.proc, None
         if proc is not None:
             kill_process(proc)
