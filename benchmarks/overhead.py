@@ -13,7 +13,10 @@ The order of the two alternates from round to round. Prints each round, the medi
 from the timestamps of its console log), the medians, the spread of the rounds' paired differences
 (pytest-lava's whole-run wall minus the same round's bare wall) and a final line
 ``overhead_s=<x> bare_s=<y>``: x is the median of the paired differences, y the bare median (goal:
-x <= 0.5). The pytest processes write and reuse bytecode, as an installed package does.
+x <= 0.5). Each round also times pytest alone (the plugin off, nothing collected) from the same
+directory with the same options: the floor no pytest plugin can go below, printed before the final
+line with the overhead beyond it. The pytest processes write and reuse bytecode, as an installed
+package does.
 Needs the lab's x86_64 kernel and initramfs (``make lab``); no lab services are started.
 """
 
@@ -152,6 +155,22 @@ def run_lava(work: Path, dev: dict) -> Run:
     return Run(wall, console_phases(results / "overhead" / "console.log", started, wall, dev["tester_str"]))
 
 
+def run_pytest_alone(work: Path) -> float:
+    """pytest's own floor: the same interpreter, options and working directory, the plugin switched
+    off, nothing to collect (an empty directory: exit status 5), from the process's start to its
+    exit. No pytest plugin can act before this much is spent, so it bounds the overhead from below."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q",
+            "-p", "no:lava", str(work / "empty")]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    wall = time.monotonic() - start
+    if proc.returncode != 5:  # 5: no tests collected, as asked
+        sys.stdout.write(proc.stdout[-3000:] + proc.stderr[-2000:])
+        raise SystemExit(f"the empty pytest run exited {proc.returncode}, expected 5 (nothing collected)")
+    return wall
+
+
 def phases_line(name: str, runs: list[Run]) -> str:
     keys = ("start", "boot", "commands", "exit")
     got = [r.phases for r in runs if r.phases]
@@ -179,9 +198,12 @@ def main() -> None:
         own["qemu_options"] = [str(REPO / o) if str(o).startswith("lab/") else o for o in own["qemu_options"]]
         (work / "devices" / "qemu-x86_64-01.yaml").write_text(yaml.safe_dump(own))
         (work / "overhead.yaml").write_text(JOB)
+        (work / "empty").mkdir()
         run_lava(work, dev)  # warm-up: page cache, Python bytecode
+        run_pytest_alone(work)
         bare: list[Run] = []
         lava: list[Run] = []
+        floor: list[float] = []
         for n in range(1, args.rounds + 1):
             if n % 2:  # the order alternates: a load that grows or fades during a round hits both sides
                 bare.append(run_bare(dev))
@@ -189,9 +211,10 @@ def main() -> None:
             else:
                 lava.append(run_lava(work, dev))
                 bare.append(run_bare(dev))
+            floor.append(run_pytest_alone(work))
             print(f"round {n}: bare {bare[-1].wall:.2f} s, pytest-lava {lava[-1].wall:.2f} s, "
-                  f"overhead {lava[-1].wall - bare[-1].wall:+.2f} s", flush=True)
-    print(report(bare, lava))
+                  f"overhead {lava[-1].wall - bare[-1].wall:+.2f} s, pytest alone {floor[-1]:.2f} s", flush=True)
+    print(report(bare, lava, floor))
 
 
 def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
@@ -210,7 +233,7 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return None if best is None else (ordered[best - 1], ordered[n - best])
 
 
-def report(bare: list[Run], lava: list[Run]) -> str:
+def report(bare: list[Run], lava: list[Run], floor: list[float] | None = None) -> str:
     """The phase table, the medians and the final line. ``overhead_s`` is the median of the rounds'
     paired differences (each round's two whole-run walls are adjacent in time, so a load that slows
     the machine for a while hits both of a pair): a median of medians lets two unrelated slow boots
@@ -231,6 +254,10 @@ def report(bare: list[Run], lava: list[Run]) -> str:
     if interval is not None:
         lines.append(f"95 % confidence interval of the overhead (the paired differences' median): "
                      f"{interval[0]:+.2f} … {interval[1]:+.2f} s")
+    if floor:
+        alone = statistics.median(floor)
+        lines.append(f"pytest alone (start to exit, plugin off, nothing collected): {alone:.2f} s; the overhead "
+                     f"beyond it: {statistics.median(diffs) - alone:+.2f} s")
     lines.append(f"overhead_s={statistics.median(diffs):.2f} bare_s={b:.2f}")
     return "\n".join(lines)
 

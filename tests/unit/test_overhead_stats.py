@@ -41,3 +41,15 @@ def test_the_interval_covers_the_true_median_about_95_percent_of_the_time() -> N
         lo, hi = overhead.median_interval([rng.gauss(0.6, 0.5) for _ in range(21)])  # type: ignore[misc]
         hits += lo <= 0.6 <= hi
     assert 0.95 <= hits / 2000 <= 0.99  # 97.3 % exactly, for 21 values
+
+
+def test_the_report_ends_with_the_overhead_line_and_states_pytests_own_floor() -> None:
+    run = overhead.Run
+    bare = [run(5.0 + i / 100, {}) for i in range(7)]
+    lava = [run(5.7 + i / 100, {}) for i in range(7)]
+    text = overhead.report(bare, lava, [0.52, 0.50, 0.55, 0.49, 0.51, 0.53, 0.50])
+    lines = text.splitlines()
+    assert lines[-1] == "overhead_s=0.70 bare_s=5.03"  # the acceptance line keeps its form, last
+    assert "pytest alone (start to exit, plugin off, nothing collected): 0.51 s; the overhead beyond it: +0.19 s" \
+        in lines[-2]
+    assert "pytest alone" not in overhead.report(bare, lava)  # without the floor's runs: no such line
