@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import pty
 import shlex
@@ -192,8 +193,21 @@ def console_pair() -> tuple[socket.socket, socket.socket]:
     """A console socket pair for a process we start (ours, the process's): a UNIX stream pair, not
     TCP, because QEMU writes the guest's console one byte per call from the CPU thread, and a byte
     over loopback TCP costs ~3x a byte over a UNIX socket (12 vs 4 us measured here: ~25 KB of boot
-    messages). The process's end is inherited only by the process it is passed to (``pass_fds``)."""
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    messages). The process's end is inherited only by the process it is passed to (``pass_fds``).
+    Both ends are above the standard descriptors: started with 0-2 closed, a pair could get one of
+    them, and the child's stdio set-up would replace it before QEMU opens it."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return _above_stdio(ours), _above_stdio(theirs)
+
+
+def _above_stdio(sock: socket.socket) -> socket.socket:
+    if sock.fileno() > 2:
+        return sock
+    try:
+        moved = socket.socket(fileno=fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3))
+    finally:
+        sock.close()
+    return moved
 
 
 class ProcessConnection:

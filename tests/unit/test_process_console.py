@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,3 +64,17 @@ def test_a_process_that_cannot_start_closes_both_ends(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="cannot start"):
         conn.connect(Deadline(5, "connect"))
     assert pair[0].fileno() == -1 and pair[1].fileno() == -1
+
+
+def test_the_pair_stays_above_the_standard_descriptors_when_they_are_closed() -> None:
+    """Started with 0-2 closed, socketpair() hands those out; the child's stdio set-up would
+    replace QEMU's end before QEMU opened it."""
+    code = ("import os, sys\n"
+            "for fd in (0, 1, 2):\n    os.close(fd)\n"
+            "from pytest_lava.console.pty import console_pair\n"
+            "ours, theirs = console_pair()\n"
+            "theirs.sendall(b'ok')\n"
+            "got = ours.recv(2)\n"
+            "os._exit(0 if ours.fileno() > 2 and theirs.fileno() > 2 and got == b'ok' else 3)\n")
+    done = subprocess.run([sys.executable, "-c", code], timeout=60)
+    assert done.returncode == 0
