@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..core.deadline import Deadline
-from .items import SESSION_KEY
+from .keys import SESSION_KEY
 
 if TYPE_CHECKING:
     from ..android.adb import AdbDevice

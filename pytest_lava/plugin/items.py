@@ -19,6 +19,7 @@ import pytest
 from ..actions.spec import SETUP, TEST
 from ..core.errors import InputError, LavaError, TestFailure
 from ..jobs.job import ActionDef, Job
+from .keys import SESSION_KEY
 from .reporting import case_reports, log_live
 
 if TYPE_CHECKING:
@@ -278,5 +279,3 @@ class JobItem(pytest.Function):
         (see reporting.py)."""
         return case_reports(self, self.cases[self.reported:])
 
-
-SESSION_KEY = pytest.StashKey["LavaSession"]()

@@ -172,7 +172,7 @@ class ExtraReports:
         shipped = getattr(report, RESULTS_ATTR, None)
         if shipped:  # a job's results from a worker on another host (plugin/shipping.py)
             delattr(report, RESULTS_ATTR)
-            from .items import SESSION_KEY
+            from .keys import SESSION_KEY
 
             lava = self.config.stash.get(SESSION_KEY, None)
             if lava is not None:

@@ -1,7 +1,9 @@
 """pytest wiring only: options, collection of job files, xdist scheduling, reports, session end.
 
 The logic lives in ``jobs/`` (model, plan, one job's run), ``session.py`` (per-process state),
-``items.py`` (collection) and the action modules.
+``items.py`` (collection) and the action modules. Each hook imports what it needs when it has a
+job to work on: every pytest run of an environment with the plugin installed loads this module,
+and one without ``--lava-job`` should not pay for the job machinery (~40 ms here).
 """
 
 from __future__ import annotations
@@ -18,15 +20,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ..core.errors import InputError
-from ..devices.pgdb import mask_url
-from .items import SESSION_KEY, JobItem, collector_for
-from .reporting import ExtraReports, attach, step_report
-from .session import JOB_SUFFIXES, LavaSession, options_from
-from .shipping import RESULTS_ATTR, pack, ships
+from .keys import SESSION_KEY
 
 if TYPE_CHECKING:
     from .claims import Claims
+    from .session import LavaSession  # noqa: F401 (the type of _CHECKED, named as a string)
 
 _LIVE_FD: int | None = None
 
@@ -95,6 +93,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return None
     if hasattr(config, "workerinput"):  # an xdist worker: its controller has checked the same jobs
         return None
+    from ..core.errors import InputError
+    from .session import LavaSession, options_from
+
     _add_hook_actions(config)
     lava = LavaSession(config, options_from(config))
     try:
@@ -131,7 +132,7 @@ def _add_hook_actions(config: pytest.Config) -> None:
 
 
 _ACTIONS_ADDED = pytest.StashKey[bool]()
-_CHECKED = pytest.StashKey[LavaSession]()  # the pre-flight check's session, taken over by pytest_configure
+_CHECKED = pytest.StashKey["LavaSession"]()  # the pre-flight check's session, taken over by pytest_configure
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -148,6 +149,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _add_hook_actions(config)
     if not config.getoption("lava_job"):
         return
+    from .reporting import ExtraReports
+    from .session import JOB_SUFFIXES, LavaSession, options_from
+
     config.pluginmanager.register(ExtraReports(config), "lava-extra-reports")
     lava = config.stash.get(_CHECKED, None) or LavaSession(config, options_from(config))
     lava.live_fd = _LIVE_FD
@@ -186,6 +190,8 @@ def _sigterm(signum: int, frame: object) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     lava = parent.config.stash.get(SESSION_KEY, None)
     if lava is not None and file_path.resolve() in lava.options.jobs:
+        from .items import collector_for
+
         return collector_for(parent, file_path, **_nodeid_outside_rootdir(parent.config, file_path))
     return None
 
@@ -272,6 +278,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     lava = config.stash.get(SESSION_KEY, None)
     if lava is None:
         return None
+    from ..core.errors import InputError
     from .scheduling import make_scheduler
     from .units import job_hosts
 
@@ -287,7 +294,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
     report = yield
-    if isinstance(item, JobItem):
+    items = sys.modules.get(f"{__package__}.items")  # no job item exists before it is imported
+    if items is not None and isinstance(item, items.JobItem):
+        from .reporting import attach, step_report
+        from .shipping import RESULTS_ATTR, pack, ships
+
         if call.excinfo is not None and call.when != "call":
             # setup errors too get the short lab-engineer view (kind, message, console tail, log path)
             report.longrepr = item.repr_failure(call.excinfo)  # type: ignore[attr-defined]
@@ -323,6 +334,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     lava = config.stash.get(SESSION_KEY, None)
     if lava is None:
         return None
+    from ..devices.pgdb import mask_url
+
     return [f"lava: {len(lava.options.jobs)} job(s), devices {lava.options.devices_dir}, "
             f"results {lava.options.results_dir}, state {lava.state_dir}"
             + (f", pool {mask_url(lava.options.pool)}" if lava.options.pool else "")]
