@@ -21,6 +21,7 @@ import contextlib
 import os
 import select
 import socket
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -265,6 +266,12 @@ class SerialConnection:
         self.baudrate = baudrate
         self.name = name or url
         self._ser = None
+        # a local tty is a bare fd inside pyserial: its reads, writes and close hold this lock, so
+        # a close from another thread cannot free the number under a write (see _write_all)
+        self._io = threading.Lock()
+
+    def _guard(self) -> contextlib.AbstractContextManager[object]:
+        return self._io if self.url.startswith("/") else contextlib.nullcontext()
 
     def connect(self, deadline: Deadline) -> None:
         import serial  # pyserial; imported lazily, most boards here use TCP
@@ -296,7 +303,10 @@ class SerialConnection:
             if fileno is not None:
                 if not _wait_fd(fileno, timeout):
                     return b""
-                return ser.read(min(max_bytes, max(1, ser.in_waiting)))
+                with self._guard():
+                    if self._ser is not ser:
+                        raise ConnectionLost(f"{self.name}: console closed")
+                    return ser.read(min(max_bytes, max(1, ser.in_waiting)))
             # the read timeout stays what connect() set (SLICE): changing it makes pyserial's
             # rfc2217 handler renegotiate the port settings with the server on every call
             end = time.monotonic() + timeout
@@ -316,15 +326,19 @@ class SerialConnection:
     def write(self, data: bytes, timeout: float) -> None:
         import serial
 
-        if self._ser is None:
+        ser = self._ser
+        if ser is None:
             raise ConnectionLost(f"{self.name}: not open")
         try:
-            if self._write_timeouts:
-                self._ser.write_timeout = timeout
-            self._ser.write(data)
+            with self._guard():
+                if self._ser is not ser:
+                    raise ConnectionLost(f"{self.name}: console closed")
+                if self._write_timeouts:
+                    ser.write_timeout = timeout
+                ser.write(data)
         except serial.SerialTimeoutException as exc:
             raise InfrastructureError(f"{self.name}: console write timed out after {timeout:.1f} s") from exc
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, AttributeError, TypeError) as exc:
             raise ConnectionLost(f"{self.name}: console write failed: {exc}") from exc
 
     def reconnect(self, deadline: Deadline) -> None:
@@ -341,7 +355,9 @@ class SerialConnection:
     def close(self) -> None:
         ser, self._ser = self._ser, None
         if ser is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a local tty's write waiting for room gives way
+                ser.cancel_write()
+            with self._guard(), contextlib.suppress(Exception):
                 ser.close()
 
 

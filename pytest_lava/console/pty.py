@@ -93,6 +93,7 @@ class PtyConnection:
         self.proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
         self._io = threading.Lock()  # a read or write on _fd, or its close: see _on_fd
+        self._closed = False  # close() was called: a reconnect in flight must not leave a process
 
     def connect(self, deadline: Deadline) -> None:
         deadline.check()
@@ -115,7 +116,16 @@ class PtyConnection:
         finally:
             os.close(slave)
         os.set_blocking(master, False)
-        self._fd = master
+        with self._io:
+            closed = self._closed
+            if not closed:
+                self._fd = master
+        if closed:  # closed by another thread while this (re)connect started the command
+            os.close(master)
+            proc, self.proc = self.proc, None  # None if the close's _stop() took it already
+            if proc is not None:
+                kill_process(proc)
+            raise ConnectionLost(f"{self.name}: console closed")
         if self.log is not None:
             self.log.event(f"console command started: {shlex.join(self.argv)} (pid {self.proc.pid})")
 
@@ -186,6 +196,7 @@ class PtyConnection:
         self.connect(deadline)
 
     def close(self) -> None:
+        self._closed = True
         self._stop()
 
 
@@ -197,17 +208,29 @@ def console_pair() -> tuple[socket.socket, socket.socket]:
     Both ends are above the standard descriptors: started with 0-2 closed, a pair could get one of
     them, and the child's stdio set-up would replace it before QEMU opens it."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    return _above_stdio(ours), _above_stdio(theirs)
+    try:
+        ours = _above_stdio(ours)
+        theirs = _above_stdio(theirs)
+    except BaseException:
+        ours.close()  # closing a socket twice is harmless
+        theirs.close()
+        raise
+    return ours, theirs
 
 
 def _above_stdio(sock: socket.socket) -> socket.socket:
+    """``sock`` itself, or (closed) a copy of it on a descriptor above 0-2."""
     if sock.fileno() > 2:
         return sock
     try:
-        moved = socket.socket(fileno=fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3))
+        fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+        try:
+            return socket.socket(fileno=fd)
+        except BaseException:
+            os.close(fd)
+            raise
     finally:
         sock.close()
-    return moved
 
 
 class ProcessConnection:

@@ -4,6 +4,7 @@ freed descriptor number names next (another board's console): the write fails in
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 
@@ -97,3 +98,66 @@ def test_a_pty_console_read_after_a_close_reads_nothing_of_another_console() -> 
     finally:
         for s in other:
             s.close()
+
+
+def test_a_local_serial_console_closed_during_a_blocked_write_gives_way() -> None:
+    """A write waiting for room on a local tty (nobody reads the other side) holds the tty's lock;
+    a close from another thread cancels it instead of waiting out the write's timeout, and the
+    write ends without touching the freed descriptor."""
+    import pty
+    import threading
+    import time
+
+    from pytest_lava.console.connections import SerialConnection
+
+    master, slave = pty.openpty()
+    try:
+        conn = SerialConnection(os.ttyname(slave), name="board-a")
+        conn.connect(Deadline(10, "open"))
+        outcome: list[object] = []
+
+        def write() -> None:
+            try:
+                conn.write(b"x" * (1 << 20), 60.0)  # far more than a pty buffers
+                outcome.append("returned")
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the test names it
+                outcome.append(exc)
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        time.sleep(0.3)
+        assert not outcome, outcome  # still waiting for room
+        started = time.monotonic()
+        conn.close()
+        writer.join(10)
+        assert time.monotonic() - started < 5, "close() waited for the blocked write"
+        assert outcome and (outcome[0] == "returned" or isinstance(outcome[0], ConnectionLost)), outcome
+        with pytest.raises(ConnectionLost):
+            conn.write(b"more", 1.0)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_pty_console_closed_while_it_reconnects_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader thread's reconnect starts the console command again; the job's end closes the
+    console meanwhile: the new command is killed by PID, not left holding the console server."""
+    import subprocess
+
+    from pytest_lava.console import pty as pty_module
+
+    conn = PtyConnection([sys.executable, "-c", "import time; time.sleep(30)"], name="board-a")
+    started: list[subprocess.Popen[bytes]] = []
+    real = subprocess.Popen
+
+    def popen(*args, **kwargs):  # type: ignore[no-untyped-def]
+        proc = real(*args, **kwargs)
+        started.append(proc)
+        conn.close()  # another thread, between the start and the hand-over
+        return proc
+
+    monkeypatch.setattr(pty_module.subprocess, "Popen", popen)
+    with pytest.raises(ConnectionLost, match="closed"):
+        conn.connect(Deadline(10, "reconnect"))
+    assert started and started[0].wait(timeout=10) is not None  # killed, reaped
+    assert conn.proc is None and conn._fd == -1
