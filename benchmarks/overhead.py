@@ -156,11 +156,13 @@ def run_lava(work: Path, dev: dict) -> Run:
 
 
 def run_pytest_alone(work: Path) -> float:
-    """pytest's own floor: the same interpreter, options and working directory, the plugin switched
+    """pytest's own floor: the same interpreter, options, working directory and configuration
+    (the repository's rootdir and pyproject.toml, as the pytest-lava run has), the plugin switched
     off, nothing to collect (an empty directory: exit status 5), from the process's start to its
-    exit. No pytest plugin can act before this much is spent, so it bounds the overhead from below."""
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q",
-            "-p", "no:lava", str(work / "empty")]
+    exit. No pytest plugin acts before pytest's start or after its exit, so this bounds the overhead
+    from below."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q", "-rN",
+            "-p", "no:lava", "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), str(work / "empty")]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     start = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)

@@ -3,7 +3,7 @@
 The logic lives in ``jobs/`` (model, plan, one job's run), ``session.py`` (per-process state),
 ``items.py`` (collection) and the action modules. Each hook imports what it needs when it has a
 job to work on: every pytest run of an environment with the plugin installed loads this module,
-and one without ``--lava-job`` should not pay for the job machinery (~40 ms here).
+and one without ``--lava-job`` should not pay for the job machinery (~70 ms here).
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def run_script(definition: TestDefinition, lava_dir: str, dirname: str, options:
     """``run.sh``: the run steps, ``$(OPTIONS)`` replaced, each step's failure signalled."""
     lines = _header(definition, lava_dir, dirname, env)
     # a rerun in the same boot starts from an empty result directory; the first run forks no rm
-    lines[-1:-1] = ['[ ! -e "$LAVA_RESULT_DIR" ] || rm -rf "$LAVA_RESULT_DIR"; mkdir -p "$LAVA_RESULT_DIR"']
+    lines[-1:-1] = ['if [ -e "$LAVA_RESULT_DIR" ] || [ -L "$LAVA_RESULT_DIR" ]; then rm -rf "$LAVA_RESULT_DIR"; fi; '
+                     'mkdir -p "$LAVA_RESULT_DIR"']
     lines.append(f"echo '<LAVA_SIGNAL_STARTRUN {dirname}>'")
     lines += _steps(definition.steps_for(options))
     lines += [f"echo '<LAVA_SIGNAL_ENDRUN {dirname}>'", "exit $lava_rc", ""]
