@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from ..core.deadline import Deadline
 from ..core.errors import InfrastructureError, LavaBug
 from ..devices.device import DEFAULT_DEATH_STRINGS
-from .connections import Connection, ConnectionLost, ReconnectBackoff
+from .backoff import ReconnectBackoff
+from .connections import Connection, ConnectionLost
 from .log import ConsoleLog
 from .matching import ConsoleMatch, Patterns, TextMatch, Waiter, as_matchers
 from .text import ConsoleClosed, ConsoleDeath, ConsoleInactivity, ConsoleTimeout, clean_text

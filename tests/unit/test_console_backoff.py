@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from fakes import DROP, ScriptedConnection, make_console
 
-from pytest_lava.console.connections import ReconnectBackoff, TcpConnection
+from pytest_lava.console.backoff import ReconnectBackoff
+from pytest_lava.console.connections import TcpConnection
 from pytest_lava.console.engine import ConsoleClosed
 from pytest_lava.console.log import ConsoleLog
 from pytest_lava.console.pty import PtyConnection, _kill_process, kill_process
